@@ -1,0 +1,83 @@
+"""Configuration: YAML files in configs/, overridden by `--set key.sub=value` flags.
+
+Every run writes the exact config it used beside its outputs (`write_config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from movietitles.io import atomic_write_text
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    for override in overrides or []:
+        apply_override(config, override)
+    return config
+
+
+def apply_override(config: dict, override: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form key.sub=value")
+    dotted, raw = override.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = config
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            raise ConfigError(f"override {override!r}: {key!r} is not a section of the config")
+        node = node[key]
+    if keys[-1] not in node:
+        raise ConfigError(f"override {override!r}: unknown key {dotted!r}")
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def get(config: dict, dotted: str, default: Any = None) -> Any:
+    node = config
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def with_overrides(config: dict, overrides: dict[str, Any]) -> dict:
+    """A deep copy of `config` with dotted-key overrides applied (values already parsed)."""
+    config = copy.deepcopy(config)
+    for dotted, value in overrides.items():
+        apply_override(config, f"{dotted}={yaml.safe_dump(value, default_flow_style=True).strip()}")
+    return config
+
+
+def write_config(config: dict, directory: str | Path, name: str = "config.yaml") -> Path:
+    path = Path(directory) / name
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set encoders.image.resize=pad (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> dict:
+    return load_config(args.config, args.overrides)

@@ -1,0 +1,111 @@
+"""Resumable poster downloader (stdlib urllib, a thread per worker).
+
+Each poster streams into a temp file in the target folder and is renamed to `<id>.jpg`
+only once complete, so a file under its final name is always a finished download.
+Files already there are skipped, so a re-run resumes. Failures are returned with a
+reason (after `retries` further attempts for transient errors) and never stop the run.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+USER_AGENT = "Mozilla/5.0 (compatible; movietitles poster downloader)"
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    id: str
+    url: str
+    path: Path | None       # the finished file; None when failed
+    status: str             # "downloaded" | "cached" | "failed"
+    reason: str | None = None
+    attempts: int = 0
+
+
+class _Retryable(Exception):
+    pass
+
+
+def download_posters(items: list[tuple[str, str]], out_dir: str | Path, workers: int = 8,
+                     timeout_s: float = 20, retries: int = 3, backoff_s: float = 1.0,
+                     progress: bool = True) -> list[DownloadResult]:
+    """Download (id, url) pairs to `out_dir/<id>.jpg`; results in input order."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[int, DownloadResult] = {}
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        futures = {
+            pool.submit(download_one, mid, url, out_dir / f"{mid}.jpg", timeout_s, retries, backoff_s): i
+            for i, (mid, url) in enumerate(items)
+        }
+        bar = tqdm(as_completed(futures), total=len(futures), desc="downloading posters",
+                   unit="poster", disable=not progress, mininterval=0.5)
+        for future in bar:
+            results[futures[future]] = future.result()
+    return [results[i] for i in range(len(items))]
+
+
+def download_one(mid: str, url: str, dest: Path, timeout_s: float = 20, retries: int = 3,
+                 backoff_s: float = 1.0) -> DownloadResult:
+    if dest.is_file() and dest.stat().st_size > 0:
+        return DownloadResult(mid, url, dest, "cached")
+    if not url.lower().startswith(("http://", "https://")):
+        return DownloadResult(mid, url, None, "failed", f"bad_url: {url!r}")
+    for attempt in range(1, retries + 2):
+        try:
+            fetch(url, dest, timeout_s)
+            return DownloadResult(mid, url, dest, "downloaded", attempts=attempt)
+        except _Retryable as e:
+            reason = str(e)
+        except urllib.error.HTTPError as e:  # 4xx other than 408/429: retrying will not help
+            return DownloadResult(mid, url, None, "failed", f"http_{e.code}: {e.reason}", attempt)
+        except Exception as e:  # noqa: BLE001 - one poster must never stop the run
+            return DownloadResult(mid, url, None, "failed", f"error: {type(e).__name__}: {e}", attempt)
+        if attempt <= retries:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    return DownloadResult(mid, url, None, "failed", reason, retries + 1)
+
+
+def fetch(url: str, dest: Path, timeout_s: float) -> None:
+    """Stream `url` to `dest` via a temp file and an atomic rename; raise on any failure."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                    expected = response.headers.get("Content-Length")
+                    received = 0
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        received += len(chunk)
+            except urllib.error.HTTPError as e:
+                if e.code in (408, 429) or e.code >= 500:
+                    raise _Retryable(f"http_{e.code}: {e.reason}") from e
+                raise
+            except (urllib.error.URLError, http.client.HTTPException, socket.timeout,
+                    ConnectionError, TimeoutError) as e:
+                raise _Retryable(f"network: {type(e).__name__}: {getattr(e, 'reason', e)}") from e
+            if expected is not None and received != int(expected):
+                raise _Retryable(f"incomplete: {received} of {expected} bytes")
+            if received == 0:
+                raise _Retryable("incomplete: empty response")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

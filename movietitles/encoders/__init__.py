@@ -1,0 +1,1 @@
+"""Pretrained text and image encoders (Keras 3 ports, loaded without torch)."""

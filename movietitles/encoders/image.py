@@ -1,0 +1,175 @@
+"""Poster image encoders: JPEG/PNG bytes -> fixed-size network input -> pooled feature vector.
+
+`ImageEncoder.preprocess` is pure TensorFlow (usable in `tf.data` and inside a SavedModel);
+`ImageEncoder.embed` runs the Keras model on a preprocessed batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from movietitles.encoders import efficientnet_lite
+
+ENCODER_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50")
+RESIZE_POLICIES = ("squash", "pad", "center_crop")
+
+# RGB mean that ResNet's caffe-style preprocessing subtracts: padding with it gives zeros.
+_RESNET_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+class ImageEncoder:
+    """A pretrained image network plus the exact preprocessing it expects.
+
+    Attributes: name, dim (feature size), image_size (square input side), resize (policy),
+    cache_key (unique per encoder, weights and preprocessing), batch_size, model.
+    """
+
+    def __init__(self, name: str, model: keras.Model, image_size: int, resize: str,
+                 normalize: Callable[[tf.Tensor], tf.Tensor], pad_value, cache_key: str,
+                 batch_size: int = 64, jit_compile: bool = False):
+        if resize not in RESIZE_POLICIES:
+            raise ValueError(f"encoders.image.resize: unknown policy {resize!r}; expected one of {RESIZE_POLICIES}")
+        self.name = name
+        self.model = model
+        self.dim = int(model.output_shape[-1])
+        self.image_size = int(image_size)
+        self.resize = resize
+        self.cache_key = cache_key
+        self.batch_size = int(batch_size)
+        self._normalize = normalize
+        self._pad_value = tf.constant(pad_value, tf.float32)
+        self._forward = tf.function(
+            lambda images: model(images, training=False),
+            input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)],
+            jit_compile=jit_compile,
+        )
+
+    def preprocess(self, image_bytes: tf.Tensor) -> tf.Tensor:
+        """Encoded image (scalar string tensor) -> [S, S, 3] float32 network input."""
+        image = tf.cast(_decode_rgb(image_bytes), tf.float32)
+        size = self.image_size
+        if self.resize == "center_crop":
+            image = _resize_short_side_center_crop(image, size)
+        else:
+            image = tf.image.resize(image, [size, size], method="bilinear", antialias=True,
+                                    preserve_aspect_ratio=self.resize == "pad")
+        # Quantise like a uint8 image library would (bicubic also overshoots the pixel range).
+        image = tf.round(tf.clip_by_value(image, 0.0, 255.0))
+        if self.resize == "pad":
+            shape = tf.shape(image)
+            # pad_to_bounding_box pads with zeros: shift so that the padding becomes pad_value.
+            image = tf.image.pad_to_bounding_box(image - self._pad_value, (size - shape[0]) // 2,
+                                                 (size - shape[1]) // 2, size, size) + self._pad_value
+        image = tf.ensure_shape(self._normalize(image), [size, size, 3])
+        return image
+
+    def embed(self, images) -> np.ndarray:
+        """Preprocessed batch [B, S, S, 3] float32 -> features [B, dim] float32."""
+        return self._forward(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+    def __repr__(self) -> str:
+        return f"ImageEncoder({self.cache_key!r}, dim={self.dim})"
+
+
+def _decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Any TF-readable image -> [H, W, 3] uint8; JPEGs with the accurate IDCT (what PIL uses)."""
+    return tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False),
+    )
+
+
+def _resize_short_side_center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    """ImageNet evaluation crop: short side to round(size*256/224) (bicubic), centre crop size x size.
+
+    The geometry of the reference preprocessing: long side scaled and rounded, crop offset
+    rounded half to even (as in torchvision's CenterCrop).
+    """
+    short_target = round(size * 256 / 224)
+    shape = tf.cast(tf.shape(image)[:2], tf.float64)
+    new_hw = tf.cast(tf.round(short_target * shape / tf.reduce_min(shape)), tf.int32)
+    image = tf.image.resize(image, new_hw, method="bicubic", antialias=True)
+    top_left = tf.cast(tf.round(tf.cast(new_hw - size, tf.float32) / 2.0), tf.int32)
+    return tf.image.crop_to_bounding_box(image, top_left[0], top_left[1], size, size)
+
+
+def _lite_normalize(image: tf.Tensor) -> tf.Tensor:
+    return (image - 127.0) / 128.0
+
+
+def _file_tag(path: Path) -> str:
+    """Stem plus a short content hash, so caches of different weight files never mix."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{path.stem}.{digest.hexdigest()[:8]}"
+
+
+def _build_lite(name: str, weights, size: int) -> tuple[keras.Model, str]:
+    variant = name.removeprefix("efficientnet_")
+    if weights in (None, "packaged"):
+        return efficientnet_lite.build_efficientnet_lite(variant, image_size=size), name
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoders.image.weights: {name} weights file not found: {path} "
+                                "(use null for the packaged ImageNet weights)")
+    model = efficientnet_lite.build_efficientnet_lite(variant, weights_path=path, image_size=size)
+    return model, f"{name}.{_file_tag(path)}"
+
+
+def _build_resnet50(weights, size: int) -> tuple[keras.Model, str]:
+    if weights is None:
+        raise ValueError("encoders.image.weights is null, but resnet50 needs weights: \"imagenet\" "
+                         "(downloaded from the network on first use) or the path of a local Keras weights "
+                         "file. Offline, use an efficientnet_lite* encoder (packaged weights).")
+    if weights != "imagenet":
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"encoders.image.weights: resnet50 weights file not found: {path}")
+        tag = _file_tag(path)
+    else:
+        tag = "imagenet"
+    try:
+        model = keras.applications.ResNet50(include_top=False, pooling="avg", weights=str(weights),
+                                            input_shape=(size, size, 3))
+    except Exception as err:  # keras raises a bare Exception when the download fails
+        if weights != "imagenet":
+            raise ValueError(f"encoders.image.weights: cannot load ResNet50 weights from {weights}: {err}") from err
+        raise RuntimeError(
+            f"could not download the ResNet50 ImageNet weights ({err}). Connect to the network once "
+            "(keras caches them in ~/.keras/models), set encoders.image.weights to a local weights file, "
+            "or use an efficientnet_lite* encoder, whose weights are packaged."
+        ) from None
+    return model, f"resnet50.{tag}"
+
+
+def build_image_encoder(cfg: dict, jit_compile: bool = False) -> ImageEncoder:
+    """Build the encoder described by `config["encoders"]["image"]`."""
+    name = cfg.get("name")
+    resize = cfg.get("resize", "squash")
+    if name not in ENCODER_NAMES:
+        raise ValueError(f"encoders.image.name: unknown image encoder {name!r}; expected one of {ENCODER_NAMES}")
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"encoders.image.resize: unknown policy {resize!r}; expected one of {RESIZE_POLICIES}")
+    native = efficientnet_lite.NATIVE_IMAGE_SIZE.get(name.removeprefix("efficientnet_"), 224)
+    size = cfg.get("image_size") or native
+    if not isinstance(size, int) or size < 32:
+        raise ValueError(f"encoders.image.image_size must be an integer >= 32 or null, got {size!r}")
+
+    if name == "resnet50":
+        model, model_key = _build_resnet50(cfg.get("weights"), size)
+        normalize, pad_value = keras.applications.resnet50.preprocess_input, _RESNET_MEAN_RGB
+    else:
+        model, model_key = _build_lite(name, cfg.get("weights"), size)
+        normalize, pad_value = _lite_normalize, 127.0
+    return ImageEncoder(name, model, size, resize, normalize, pad_value,
+                        cache_key=f"{model_key}-{resize}{size}", batch_size=cfg.get("batch_size", 64),
+                        jit_compile=jit_compile)

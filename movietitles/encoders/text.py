@@ -1,0 +1,146 @@
+"""Title embeddings from a TF-Hub BERT (encoder + its preprocessing model), loaded with `tensorflow_hub.load`.
+
+A handle is a tfhub.dev / Kaggle URL (needs network) or a local SavedModel folder; the default is the local
+MiniLM pair that `movietitles.encoders.bert_export` builds. Each batch is padded to its longest title (rounded up
+to a multiple of `pad_multiple`), not to the preprocessor's 128: exact for BERT, since padded positions are masked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR
+
+POOLINGS = ("mean", "cls", "pooled")
+_ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+_GENERIC_PARTS = {"encoder", "preprocess", "saved_model", "savedmodel", "tensorflow2", "tensorflow", "models"}
+
+
+def load_hub_model(handle: str, what: str):
+    """`tensorflow_hub.load(handle)`, with an error naming the handle instead of a network trace."""
+    import tensorflow_text  # noqa: F401  registers the TF Text ops that BERT preprocessors use
+
+    with warnings.catch_warnings():  # tensorflow_hub 0.16 imports the deprecated pkg_resources
+        warnings.simplefilter("ignore", UserWarning)
+        import tensorflow_hub as hub
+
+    handle = str(handle)
+    if "://" not in handle and not Path(handle).is_dir():
+        raise FileNotFoundError(
+            f"{what} handle {handle!r} is neither an existing local SavedModel folder nor a URL "
+            f"(the default MiniLM pair is built by movietitles.encoders.bert_export.ensure_default_text_models)")
+    try:
+        return hub.load(handle)
+    except Exception as e:  # network, missing model, not a SavedModel: the cause in one line, no trace
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OSError(f"cannot load {what} handle {handle!r}: {type(e).__name__}: {reason}") from None
+
+
+def _handle_slug(handle: str) -> str:
+    parts = [p for p in re.split(r"[/\\]+", str(handle).split("://")[-1].rstrip("/")) if p]
+    named = [p for p in parts if not p.isdigit() and p.lower() not in _GENERIC_PARTS]
+    return re.sub(r"[^a-z0-9._-]+", "-", (named[-1] if named else "bert").lower()).strip("-.") or "bert"
+
+
+def text_cache_key(cfg: dict) -> str:
+    """Filesystem-safe key unique to the (handle, preprocess_handle, pooling, normalize), e.g. "minilm-l6-v2-mean"."""
+    handle, preprocess_handle = str(cfg["handle"]), str(cfg["preprocess_handle"])
+    is_default = all("://" not in h and Path(h).resolve() == Path(d).resolve()
+                     for h, d in ((handle, DEFAULT_ENCODER_DIR), (preprocess_handle, DEFAULT_PREPROCESS_DIR)))
+    if is_default:
+        name = "minilm-l6-v2"
+    else:
+        digest = hashlib.sha1(f"{handle}\n{preprocess_handle}".encode()).hexdigest()[:8]
+        name = f"{_handle_slug(handle)}-{digest}"
+    return f"{name}-{cfg.get('pooling', 'mean')}" + ("-l2" if cfg.get("normalize", False) else "")
+
+
+class TextEncoder:
+    """Embeds titles with a TF-Hub BERT: `embed(titles) -> float32 [B, dim]`."""
+
+    def __init__(self, handle: str, preprocess_handle: str, pooling: str = "mean", batch_size: int = 256,
+                 normalize: bool = False, jit_compile: bool = False, pad_multiple: int = 8):
+        if pooling not in POOLINGS:
+            raise ValueError(f"encoders.text.pooling must be one of {POOLINGS}, got {pooling!r}")
+        if int(batch_size) < 1 or int(pad_multiple) < 1:
+            raise ValueError(f"encoders.text.batch_size and pad_multiple must be >= 1, got {batch_size}, {pad_multiple}")
+        self.handle, self.preprocess_handle = str(handle), str(preprocess_handle)
+        self.pooling, self.normalize = pooling, bool(normalize)
+        self.batch_size, self.pad_multiple = int(batch_size), int(pad_multiple)
+        self.preprocessor = load_hub_model(self.preprocess_handle, "text preprocess")
+        self.encoder = load_hub_model(self.handle, "text encoder")
+        spec = tf.TensorSpec([None, None], tf.int32)
+        self._forward = tf.function(self._forward_graph, input_signature=[spec] * 3, jit_compile=jit_compile)
+        self.cache_key = text_cache_key({"handle": self.handle, "preprocess_handle": self.preprocess_handle,
+                                         "pooling": pooling, "normalize": self.normalize})
+        self.dim = int(self.encode(["a"])["embedding"].shape[-1])
+
+    def _forward_graph(self, word_ids, mask, type_ids):
+        out = dict(self.encoder({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}))
+        if self.pooling == "mean":
+            weights = tf.cast(mask, out["sequence_output"].dtype)[:, :, None]
+            emb = tf.reduce_sum(out["sequence_output"] * weights, axis=1) / tf.maximum(
+                tf.reduce_sum(weights, axis=1), 1.0)
+        elif self.pooling == "cls":
+            emb = out["sequence_output"][:, 0]
+        else:
+            emb = out["pooled_output"]
+        if self.normalize:
+            emb = tf.math.l2_normalize(emb, axis=-1)
+        out["embedding"] = tf.cast(emb, tf.float32)
+        return out
+
+    def preprocess(self, titles: list[str]) -> dict[str, np.ndarray]:
+        """The preprocessor's int32 inputs, trimmed to the batch's longest title (rounded up to pad_multiple)."""
+        return self._trim(self._preprocess_full(titles))
+
+    def _preprocess_full(self, titles: list[str]) -> dict[str, np.ndarray]:
+        for i, title in enumerate(titles):
+            if not isinstance(title, str):
+                raise TypeError(f"title {i} is {type(title).__name__} {title!r}, not a string")
+        out = self.preprocessor(tf.constant(titles, tf.string))
+        return {k: np.asarray(out[k], np.int32) for k in _ENCODER_INPUTS}
+
+    def _trim(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        width = inputs["input_mask"].shape[1]
+        longest = int(inputs["input_mask"].sum(axis=1).max(initial=1))
+        length = min(width, -(-longest // self.pad_multiple) * self.pad_multiple)
+        return {k: np.ascontiguousarray(v[:, :length]) for k, v in inputs.items()}
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._forward(*(tf.constant(inputs[k]) for k in _ENCODER_INPUTS))
+        return {**{k: v.numpy() for k, v in out.items()}, "input_mask": inputs["input_mask"]}
+
+    def encode(self, titles: list[str]) -> dict[str, np.ndarray]:
+        """One batch: the encoder outputs (sequence_output, pooled_output, ...), `embedding` and `input_mask`."""
+        return self._run(self.preprocess(list(titles)))
+
+    def embed(self, titles: list[str]) -> np.ndarray:
+        """float32 [len(titles), dim] in input order, in batches of `batch_size` titles of similar length."""
+        titles = list(titles)
+        out = np.zeros((len(titles), self.dim), np.float32)
+        chunk = self.batch_size * 16  # sort by length within chunks: little padding, bounded memory
+        for start in range(0, len(titles), chunk):
+            inputs = self._preprocess_full(titles[start:start + chunk])
+            order = np.argsort(inputs["input_mask"].sum(axis=1), kind="stable")
+            for i in range(0, len(order), self.batch_size):
+                idx = order[i:i + self.batch_size]
+                out[start + idx] = self._run(self._trim({k: v[idx] for k, v in inputs.items()}))["embedding"]
+        return out
+
+
+def build_text_encoder(cfg: dict) -> TextEncoder:
+    """A TextEncoder from config["encoders"]["text"] (handle, preprocess_handle, pooling, batch_size, ...)."""
+    try:
+        handle, preprocess_handle = cfg["handle"], cfg["preprocess_handle"]
+    except KeyError as e:
+        raise KeyError(f"encoders.text.{e.args[0]} is missing from the config") from None
+    return TextEncoder(handle, preprocess_handle, pooling=cfg.get("pooling", "mean"),
+                       batch_size=cfg.get("batch_size", 256), normalize=cfg.get("normalize", False),
+                       jit_compile=cfg.get("jit_compile", False), pad_multiple=cfg.get("pad_multiple", 8))

@@ -1,0 +1,123 @@
+"""Write an evaluation run's results: metrics.json, metrics.csv and report.md."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from movietitles.evaluation.metrics import SUMMARY_KEYS
+from movietitles.io import atomic_write_text
+
+COLUMN_TITLES = {
+    "micro_precision": "Micro P", "micro_recall": "Micro R", "micro_f1": "Micro F1",
+    "macro_f1": "Macro F1", "samples_f1": "Samples F1", "weighted_f1": "Weighted F1",
+}
+Notes = Mapping[str, Any] | Sequence[str] | str | None
+
+
+def _check_results(results: Mapping[str, dict]) -> list[str]:
+    """Validate every row's metrics dict; return the genre names (shared by all rows)."""
+    if not results:
+        raise ValueError("write_report: results is empty")
+    genres = supports = first = None
+    for name, row in results.items():
+        missing = [k for k in (*SUMMARY_KEYS, "per_genre") if k not in row]
+        if missing:
+            raise ValueError(f"write_report: results[{name!r}] lacks {missing} "
+                             "(expected multilabel_metrics output)")
+        row_supports = {g: m["support"] for g, m in row["per_genre"].items()}
+        if genres is None:
+            first, genres, supports = name, list(row["per_genre"]), row_supports
+        elif row_supports != supports:
+            raise ValueError(f"write_report: results[{name!r}] has other genres or supports than "
+                             f"results[{first!r}]; every row must be scored on the same test set")
+    return genres
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", r"\|")
+
+
+def _bold_best(values: list[float]) -> list[str]:
+    shown = [f"{v:.3f}" for v in values]
+    best = max(shown, key=float)
+    return [f"**{s}**" if s == best else s for s in shown]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _notes_markdown(notes: Notes) -> list[str]:
+    if notes is None:
+        return []
+    if isinstance(notes, str):
+        body = [notes]
+    elif isinstance(notes, Mapping):
+        body = [f"- **{key}**: {value}" for key, value in notes.items()]
+    else:
+        body = [f"- {item}" for item in notes]
+    return ["", "## Notes", "", *body]
+
+
+def render_markdown(results: Mapping[str, dict], test_size: int, notes: Notes = None,
+                    title: str = "Genre prediction results") -> str:
+    genres = _check_results(results)
+    names = list(results)
+    columns = [_bold_best([results[n][key] for n in names]) for key in SUMMARY_KEYS]
+    summary_rows = [[_cell(n)] + [col[i] for col in columns] for i, n in enumerate(names)]
+    first = results[names[0]]["per_genre"]
+    genre_rows = [[_cell(g), str(first[g]["support"])]
+                  + _bold_best([results[n]["per_genre"][g]["f1"] for n in names])
+                  for g in genres]
+    lines = [
+        f"# {title}", "",
+        f"Test set: {test_size} movies. Best value per column in bold.", "",
+        *_table(["Model"] + [COLUMN_TITLES[k] for k in SUMMARY_KEYS], summary_rows), "",
+        "## Per-genre F1", "",
+        "Best model per genre in bold.", "",
+        *_table(["Genre", "Support"] + names, genre_rows),
+        *_notes_markdown(notes),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(results: Mapping[str, dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", *SUMMARY_KEYS])
+    for name, row in results.items():
+        writer.writerow([name, *(repr(float(row[k])) for k in SUMMARY_KEYS)])
+    return buffer.getvalue()
+
+
+def write_report(run_dir: str | Path, results: Mapping[str, dict], test_size: int,
+                 notes: Notes = None, title: str = "Genre prediction results") -> dict[str, Path]:
+    """Write metrics.json, metrics.csv and report.md into run_dir; return their paths.
+
+    results maps a row (model) name to multilabel_metrics(...) output, all on one test set.
+    notes (a string, a list of lines or a mapping, JSON-serialisable) goes to both
+    metrics.json ("notes") and the end of report.md.
+    """
+    _check_results(results)
+    run_dir = Path(run_dir)
+    payload: dict[str, Any] = {
+        "models": {name: {**{k: float(row[k]) for k in SUMMARY_KEYS},
+                          "per_genre": row["per_genre"]}
+                   for name, row in results.items()},
+        "test_size": int(test_size),
+    }
+    if notes is not None:
+        payload["notes"] = notes
+    paths = {"json": run_dir / "metrics.json", "csv": run_dir / "metrics.csv",
+             "markdown": run_dir / "report.md"}
+    atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["csv"], render_csv(results))
+    atomic_write_text(paths["markdown"], render_markdown(results, test_size, notes, title))
+    return paths

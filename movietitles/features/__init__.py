@@ -1,0 +1,1 @@
+"""Cached title and poster embeddings and the tf.data pipeline that serves them."""

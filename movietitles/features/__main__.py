@@ -1,0 +1,31 @@
+"""`python -m movietitles.features`: compute and cache title and poster embeddings.
+
+    python -m movietitles.features                       # everything, resuming where a run stopped
+    python -m movietitles.features --kinds poster --shard 0 --num-shards 4   # one of 4 workers
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from movietitles.config import add_config_arguments, config_from_args, write_config
+from movietitles.features.extract import POSTER, TITLE, extract_features
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m movietitles.features", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--kinds", nargs="+", choices=[TITLE, POSTER], default=[TITLE, POSTER])
+    parser.add_argument("--shard", type=int, default=0, help="index of this worker (0-based)")
+    parser.add_argument("--num-shards", type=int, default=1, help="number of workers filling the cache")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = config_from_args(args)
+    for directory in extract_features(config, args.kinds, args.shard, args.num_shards).values():
+        write_config(config, directory)
+
+
+if __name__ == "__main__":
+    main()

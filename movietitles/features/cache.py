@@ -1,0 +1,109 @@
+"""A resumable, shardable on-disk cache of embeddings for one fixed, ordered list of ids.
+
+Layout of one cache (one encoder + preprocessing, one list of ids):
+
+    <root>/<kind>/<cache_key>/<ids fingerprint>/
+        meta.json            what the rows are (kind, cache_key, number of rows, chunk size)
+        ids.txt              the ids, one a line, in row order
+        chunks/00012.npy     rows [12 * chunk_size, 13 * chunk_size), written atomically
+        features.npy         all rows, written atomically once every chunk exists
+
+A chunk file exists only once it is complete, so a run that is killed and started again
+recomputes at most one chunk. Shard I of N computes the chunks whose index is I modulo N,
+so N processes or machines can fill one cache; the next unsharded run merges them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from movietitles.io import atomic_save_npy, atomic_write_text
+
+
+def ids_fingerprint(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class FeatureCache:
+    directory: Path
+    ids: list[str]
+    chunk_size: int
+
+    @classmethod
+    def open(cls, root: str | Path, kind: str, cache_key: str, ids: list[str], chunk_size: int) -> "FeatureCache":
+        directory = Path(root) / kind / cache_key / ids_fingerprint(ids)
+        meta = {"kind": kind, "cache_key": cache_key, "rows": len(ids), "chunk_size": chunk_size}
+        meta_path = directory / "meta.json"
+        if meta_path.exists():
+            saved = json.loads(meta_path.read_text(encoding="utf-8"))
+            if saved.get("chunk_size") != chunk_size:
+                # Chunks of another size cover other rows: keep the size the cache was started with.
+                chunk_size = saved["chunk_size"]
+                meta["chunk_size"] = chunk_size
+        else:
+            atomic_write_text(directory / "ids.txt", "\n".join(ids) + "\n")
+            atomic_write_text(meta_path, json.dumps(meta, indent=2))
+        return cls(directory, list(ids), chunk_size)
+
+    @property
+    def num_chunks(self) -> int:
+        return (len(self.ids) + self.chunk_size - 1) // self.chunk_size
+
+    @property
+    def merged_path(self) -> Path:
+        return self.directory / "features.npy"
+
+    def chunk_path(self, index: int) -> Path:
+        return self.directory / "chunks" / f"{index:05d}.npy"
+
+    def chunk_rows(self, index: int) -> slice:
+        return slice(index * self.chunk_size, min((index + 1) * self.chunk_size, len(self.ids)))
+
+    def is_complete(self) -> bool:
+        return self.merged_path.exists()
+
+    def missing_chunks(self, shard: int = 0, num_shards: int = 1) -> list[int]:
+        if self.is_complete():
+            return []
+        return [i for i in range(self.num_chunks) if i % num_shards == shard and not self.chunk_path(i).exists()]
+
+    def rows_done(self) -> int:
+        if self.is_complete():
+            return len(self.ids)
+        return sum(self.chunk_rows(i).stop - self.chunk_rows(i).start
+                   for i in range(self.num_chunks) if self.chunk_path(i).exists())
+
+    def write_chunk(self, index: int, features: np.ndarray) -> None:
+        rows = self.chunk_rows(index)
+        expected = rows.stop - rows.start
+        if features.ndim != 2 or features.shape[0] != expected:
+            raise ValueError(f"chunk {index} of {self.directory}: expected {expected} rows, got shape {features.shape}")
+        if not np.all(np.isfinite(features)):
+            raise ValueError(f"chunk {index} of {self.directory}: the encoder produced non-finite values")
+        atomic_save_npy(self.chunk_path(index), features.astype(np.float32, copy=False))
+
+    def merge(self) -> bool:
+        """Concatenate the chunks into features.npy once all exist; True when the cache is complete."""
+        if self.is_complete():
+            return True
+        if any(not self.chunk_path(i).exists() for i in range(self.num_chunks)):
+            return False
+        features = np.concatenate([np.load(self.chunk_path(i)) for i in range(self.num_chunks)])
+        atomic_save_npy(self.merged_path, features)
+        for i in range(self.num_chunks):
+            self.chunk_path(i).unlink()
+        return True
+
+    def load(self) -> np.ndarray:
+        if not self.is_complete():
+            raise FileNotFoundError(
+                f"feature cache {self.directory} is incomplete ({self.rows_done()}/{len(self.ids)} rows): "
+                "run `python -m movietitles.features` first"
+            )
+        return np.load(self.merged_path, mmap_mode="r")

@@ -1,0 +1,108 @@
+"""Compute title and poster embeddings once per (encoder, preprocessing) into the feature cache."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from movietitles.data.dataset import load_prepared
+from movietitles.features.cache import FeatureCache
+
+log = logging.getLogger(__name__)
+
+TITLE, POSTER = "title", "poster"
+
+
+def title_rows(movies: pd.DataFrame) -> pd.DataFrame:
+    """Every movie has a title embedding (the title corpus included)."""
+    return movies
+
+
+def poster_rows(movies: pd.DataFrame) -> pd.DataFrame:
+    return movies[movies["has_poster"]]
+
+
+def open_cache(config: dict, kind: str, cache_key: str, rows: pd.DataFrame) -> FeatureCache:
+    features = config["features"]
+    return FeatureCache.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"])
+
+
+def embed_titles(encoder, titles: list[str], batch_size: int) -> np.ndarray:
+    """Embed in batches of similar length, so per-batch padding pads little; rows keep their order."""
+    order = np.argsort([len(t) for t in titles], kind="stable")
+    out = np.empty((len(titles), encoder.dim), dtype=np.float32)
+    for start in range(0, len(titles), batch_size):
+        idx = order[start:start + batch_size]
+        out[idx] = encoder.embed([titles[i] for i in idx])
+    return out
+
+
+def poster_batches(encoder, paths: list[str], batch_size: int) -> tf.data.Dataset:
+    """Decode and preprocess posters in parallel, ahead of the model."""
+    return (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(lambda p: encoder.preprocess(tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def embed_posters(encoder, paths: list[str], batch_size: int) -> np.ndarray:
+    return np.concatenate([encoder.embed(batch) for batch in poster_batches(encoder, paths, batch_size)])
+
+
+def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0, num_shards: int = 1) -> bool:
+    """Compute the missing chunks of this shard; merge when every chunk exists. True when complete."""
+    missing = cache.missing_chunks(shard, num_shards)
+    if missing:
+        todo_rows = sum(cache.chunk_rows(i).stop - cache.chunk_rows(i).start for i in missing)
+        with tqdm(total=todo_rows, desc=description, unit="row") as progress:
+            for index in missing:
+                rows = cache.chunk_rows(index)
+                cache.write_chunk(index, embed_rows(rows))
+                progress.update(rows.stop - rows.start)
+    complete = cache.merge()
+    if complete:
+        log.info("%s: %d rows cached in %s", description, len(cache.ids), cache.merged_path)
+    else:
+        log.info("%s: %d/%d rows cached; other shards still to run, then merge", description,
+                 cache.rows_done(), len(cache.ids))
+    return complete
+
+
+def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_shards: int = 1) -> dict[str, Path]:
+    """Fill the title and/or poster caches of the prepared dataset. Returns the cache directories."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"--shard must be in [0, {num_shards}), got {shard}")
+    prepared = load_prepared(config["data"]["prepared_dir"])
+    directories = {}
+    if TITLE in kinds:
+        from movietitles.encoders.bert_export import ensure_default_text_models
+        from movietitles.encoders.text import build_text_encoder
+
+        text_cfg = config["encoders"]["text"]
+        ensure_default_text_models(text_cfg)
+        encoder = build_text_encoder(text_cfg)
+        rows = title_rows(prepared.movies)
+        titles = rows["title"].tolist()
+        cache = open_cache(config, TITLE, encoder.cache_key, rows)
+        fill_cache(cache, lambda r: embed_titles(encoder, titles[r], text_cfg["batch_size"]),
+                   f"titles ({encoder.cache_key})", shard, num_shards)
+        directories[TITLE] = cache.directory
+    if POSTER in kinds:
+        from movietitles.encoders.image import build_image_encoder
+
+        image_cfg = config["encoders"]["image"]
+        encoder = build_image_encoder(image_cfg)
+        rows = poster_rows(prepared.movies)
+        paths = rows["poster"].tolist()
+        cache = open_cache(config, POSTER, encoder.cache_key, rows)
+        fill_cache(cache, lambda r: embed_posters(encoder, paths[r], image_cfg["batch_size"]),
+                   f"posters ({encoder.cache_key})", shard, num_shards)
+        directories[POSTER] = cache.directory
+    return directories

@@ -1,0 +1,93 @@
+"""The one tf.data pipeline every task reads: cached title/poster embeddings, labels, title text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from movietitles.data.dataset import label_matrix, load_prepared
+from movietitles.features.cache import FeatureCache
+from movietitles.features.extract import POSTER, TITLE, open_cache, poster_rows, title_rows
+
+SPLITS = ("train", "validation", "test")
+
+
+def cache_key(config: dict, kind: str) -> str:
+    if kind == TITLE:
+        from movietitles.encoders.text import text_cache_key
+
+        return text_cache_key(config["encoders"]["text"])
+    from movietitles.encoders.image import image_cache_key
+
+    return image_cache_key(config["encoders"]["image"])
+
+
+@dataclass
+class Features:
+    """Embeddings and labels of the movies of one split, aligned row by row."""
+
+    movies: pd.DataFrame
+    genres: list[str]
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.movies)
+
+
+def _cached(config: dict, kind: str, rows: pd.DataFrame) -> FeatureCache:
+    return open_cache(config, kind, cache_key(config, kind), rows)
+
+
+def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: bool = True,
+               require_poster: bool | None = None) -> Features:
+    """The movies of `split` that have every requested input (and labels), with their cached embeddings.
+
+    Asking for POSTER restricts to movies with a usable poster. Asking only for TITLE includes
+    title-only movies (the title corpus, in train) unless `require_poster` is set, which keeps
+    the same movies as the poster and fusion models see.
+    """
+    if split not in SPLITS + ("all",):
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'all'")
+    prepared = load_prepared(config["data"]["prepared_dir"])
+    movies = prepared.movies
+    selected = (movies["split"] == split) | (split == "all")
+    if labelled_only:
+        selected &= movies["labelled"]
+    if require_poster or (require_poster is None and POSTER in inputs):
+        selected &= movies["has_poster"]
+    chosen = movies[selected]
+
+    arrays = {}
+    for kind, rows in ((TITLE, title_rows(movies)), (POSTER, poster_rows(movies))):
+        if kind not in inputs:
+            continue
+        table = _cached(config, kind, rows).load()
+        position = pd.Series(np.arange(len(rows)), index=rows["id"].to_numpy())
+        arrays[kind] = np.asarray(table[position.loc[chosen["id"]].to_numpy()], dtype=np.float32)
+    return Features(chosen.reset_index(drop=True), prepared.genres, arrays, label_matrix(chosen, prepared.genres))
+
+
+def make_dataset(
+    features: Features,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    with_labels: bool = True,
+    with_text: bool = False,
+    sample_weight: np.ndarray | None = None,
+) -> tf.data.Dataset:
+    """Batches of `({"title": [B, Dt], "poster": [B, Dp], ("title_text": [B])}, labels [B, G][, weights [B]])`."""
+    inputs = dict(features.inputs)
+    if with_text:
+        inputs["title_text"] = features.movies["title"].to_numpy(dtype=str)
+    elements = (inputs, features.labels) if with_labels else inputs
+    if sample_weight is not None:
+        elements = (inputs, features.labels, sample_weight.astype(np.float32))
+    dataset = tf.data.Dataset.from_tensor_slices(elements)
+    if shuffle:
+        dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,55 @@
+"""`python -m movietitles.train --task {title,poster,fusion,generator}`.
+
+Runs the whole path from the configured raw data: prepares the dataset (once), computes the
+cached embeddings (resuming where a run stopped), then trains the task's model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from movietitles.config import add_config_arguments, config_from_args
+from movietitles.data.prepare import prepare
+from movietitles.features.extract import POSTER, TITLE, extract_features
+from movietitles.training.distribute import STRATEGIES
+from movietitles.training.genre import GENRE_TASKS, train_genre_model
+
+log = logging.getLogger("movietitles.train")
+
+TASK_INPUTS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER), "generator": (POSTER,)}
+
+
+def ensure_features(config: dict, kinds) -> None:
+    if not (Path(config["data"]["prepared_dir"]) / "movies.csv").exists():
+        log.info("no prepared dataset in %s: preparing it from %s", config["data"]["prepared_dir"], config["data"]["root"])
+        prepare(config)
+    extract_features(config, kinds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m movietitles.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--task", required=True, choices=sorted(TASK_INPUTS) + ["genres"],
+                        help="genres = title, poster and fusion models")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="tf.distribute strategy; multi_worker reads TF_CONFIG")
+    parser.add_argument("--fresh", action="store_true", help="discard an earlier run of the same config")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = config_from_args(args)
+    if args.task == "generator":
+        parser.error("the title generator is not implemented yet")
+    tasks = list(GENRE_TASKS) if args.task == "genres" else [args.task]
+    ensure_features(config, sorted({kind for task in tasks for kind in TASK_INPUTS[task]}))
+    for task in tasks:
+        run_dir = train_genre_model(config, task, args.strategy, args.fresh)
+        print(f"{task} model: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training loops of the tasks (genre models; the title generator)."""

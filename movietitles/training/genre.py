@@ -1,0 +1,137 @@
+"""Train one genre model (title, poster or fusion) on the cached embeddings.
+
+A run lives in `saved_models/runs/<task>-<config hash>/`: the same command with the same config
+resumes an interrupted run (Keras BackupAndRestore) and skips a finished one. The run keeps the
+config it used, the best model by validation macro-F1, per-genre thresholds tuned on
+validation, and its TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+
+from movietitles.config import write_config
+from movietitles.evaluation.thresholds import tune_thresholds
+from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.pipeline import Features, load_split, make_dataset
+from movietitles.io import atomic_write_text
+from movietitles.models.genre import WeightedBinaryCrossentropy, build_genre_model, positive_weights
+from movietitles.tensorboard_logs import ValidationF1, write_pr_curves, write_projector
+from movietitles.training.distribute import is_chief, make_strategy
+
+log = logging.getLogger(__name__)
+
+GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
+MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
+
+
+def run_directory(config: dict, task: str) -> Path:
+    """Deterministic in what shapes the model, so re-running a command finds (and resumes) its run."""
+    genre = {k: v for k, v in config["genre"].items() if k != "models"}
+    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "encoders": config["encoders"],
+               "genre": genre, "model": config["genre"]["models"][task]}
+    digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(config["genre"]["runs_dir"]) / f"{task}-{digest}"
+
+
+def evaluation_features(config: dict, split: str, task: str) -> Features:
+    """Validation and test rows are the same movies for every model: labelled, with a poster."""
+    features = load_split(config, split, (TITLE, POSTER))
+    features.inputs = {name: features.inputs[name] for name in GENRE_TASKS[task]}
+    return features
+
+
+def example_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
+    """`sample_weight` imbalance: a movie weighs as much as its rarest genre (capped), mean 1."""
+    per_genre = positive_weights(labels, max_weight)
+    weights = np.where(labels > 0, per_genre, 1.0).max(axis=1)
+    return (weights / weights.mean()).astype(np.float32)
+
+
+def train_genre_model(config: dict, task: str, strategy_name: str = "default", fresh: bool = False) -> Path:
+    gcfg = config["genre"]
+    run_dir = run_directory(config, task)
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if (run_dir / SUMMARY_FILE).exists():
+        log.info("%s model already trained in %s (use --fresh to retrain)", task, run_dir)
+        return run_dir
+    out_dir = run_dir if is_chief() else run_dir / "workers" / str(os.getpid())
+    keras.utils.set_random_seed(config["seed"])
+
+    train = load_split(config, "train", GENRE_TASKS[task],
+                       require_poster=task != "title" or not gcfg["title_corpus"])
+    val = evaluation_features(config, "validation", task)
+    log.info("%s model: %d training movies, %d validation movies", task, len(train), len(val))
+
+    imbalance = gcfg["imbalance"]
+    if imbalance not in ("pos_weight", "sample_weight", "none"):
+        raise ValueError(f"genre.imbalance must be pos_weight, sample_weight or none, got {imbalance!r}")
+    strategy = make_strategy(strategy_name)
+    with strategy.scope():
+        model = build_genre_model(train.inputs, train.genres, name=f"{task}_genres", **gcfg["models"][task])
+        loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, gcfg["max_pos_weight"]))
+                if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy())
+        model.compile(optimizer=keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"]),
+                      loss=loss)
+
+    weights = example_weights(train.labels, gcfg["max_pos_weight"]) if imbalance == "sample_weight" else None
+    train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights)
+    val_ds = make_dataset(val, gcfg["batch_size"])
+    callbacks = [
+        ValidationF1(make_dataset(val, gcfg["batch_size"], with_labels=False), val.labels),
+        keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=gcfg["patience"],
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(out_dir / "best.keras"), monitor="val_macro_f1", mode="max",
+                                        save_best_only=True),
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
+        keras.callbacks.TensorBoard(str(out_dir / "logs"), histogram_freq=1),
+    ]
+    write_config(config, out_dir)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=gcfg["epochs"], callbacks=callbacks, verbose=2)
+    if not is_chief():
+        return out_dir
+
+    scores = model.predict(make_dataset(val, gcfg["batch_size"], with_labels=False), verbose=0)
+    thresholds = tune_thresholds(val.labels, scores)
+    model.save(out_dir / MODEL_FILE)
+    atomic_write_text(out_dir / THRESHOLDS_FILE,
+                      json.dumps(dict(zip(train.genres, map(float, thresholds))), indent=2))
+    write_pr_curves(out_dir / "logs", val.labels, scores, train.genres)
+    write_projector(out_dir / "logs", val.inputs, val.movies["title"].tolist(), val.movies["genres"].tolist())
+    summary = {
+        "task": task,
+        "inputs": list(GENRE_TASKS[task]),
+        "training_movies": len(train),
+        "training_title_only_movies": int((~train.movies["has_poster"]).sum()),
+        "validation_movies": len(val),
+        "epochs_run": len(history.history["loss"]),
+        "best_val_macro_f1_at_0.5": float(max(history.history["val_macro_f1"])),
+        "imbalance": imbalance,
+        "strategy": strategy_name,
+        "replicas": strategy.num_replicas_in_sync,
+    }
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+    shutil.rmtree(out_dir / "backup", ignore_errors=True)
+    log.info("%s model: %s", task, summary)
+    return out_dir
+
+
+def load_genre_run(run_dir: Path) -> tuple[keras.Model, np.ndarray, dict]:
+    """The trained model, its tuned thresholds (genre order) and its summary."""
+    summary_path = run_dir / SUMMARY_FILE
+    if not summary_path.exists():
+        raise FileNotFoundError(f"no finished genre run in {run_dir}: train it with "
+                                f"`python -m movietitles.train --task {run_dir.name.split('-')[0]}`")
+    model = keras.saving.load_model(run_dir / MODEL_FILE)
+    thresholds = np.array(list(json.loads((run_dir / THRESHOLDS_FILE).read_text()).values()), dtype=np.float32)
+    return model, thresholds, json.loads(summary_path.read_text())

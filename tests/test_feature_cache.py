@@ -1,0 +1,70 @@
+"""The feature cache resumes after a crash, never trusts a partial file, and merges shards."""
+
+import numpy as np
+import pytest
+
+from movietitles.features.cache import FeatureCache
+from movietitles.features.extract import fill_cache
+
+IDS = [f"tt{i:07d}" for i in range(23)]
+
+
+def fake_embed(calls):
+    def embed(rows):
+        calls.append(rows.start)
+        return np.stack([np.full(4, i, dtype=np.float32) for i in range(rows.start, rows.stop)])
+    return embed
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path):
+    cache = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
+    calls = []
+    embed = fake_embed(calls)
+
+    def dies_on_third_chunk(rows):
+        if rows.start == 10:
+            raise KeyboardInterrupt("killed")
+        return embed(rows)
+
+    with pytest.raises(KeyboardInterrupt):
+        fill_cache(cache, dies_on_third_chunk, "test")
+    assert calls == [0, 5]
+    assert not cache.is_complete()
+    assert cache.rows_done() == 10
+
+    # A crash while writing leaves only a temporary file, never a chunk.
+    (cache.directory / "chunks" / ".00002.npy.123.tmp").write_bytes(b"half")
+    reopened = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
+    assert reopened.missing_chunks() == [2, 3, 4]
+    assert fill_cache(reopened, embed, "test")
+    assert calls == [0, 5, 10, 15, 20]
+    np.testing.assert_array_equal(reopened.load()[:, 0], np.arange(len(IDS)))
+
+
+def test_shards_fill_disjoint_chunks_and_next_run_merges(tmp_path):
+    calls = [[], [], []]
+    for shard in range(3):
+        cache = FeatureCache.open(tmp_path, "title", "enc", IDS, chunk_size=4)
+        complete = fill_cache(cache, fake_embed(calls[shard]), "test", shard=shard, num_shards=3)
+        assert complete == (shard == 2)
+    assert calls == [[0, 12], [4, 16], [8, 20]]
+    merged = FeatureCache.open(tmp_path, "title", "enc", IDS, chunk_size=4)
+    assert merged.is_complete() and not any((merged.directory / "chunks").iterdir())
+    np.testing.assert_array_equal(merged.load()[:, 0], np.arange(len(IDS)))
+
+
+def test_different_ids_or_encoders_never_share_a_cache(tmp_path):
+    a = FeatureCache.open(tmp_path, "poster", "enc-a", IDS, 5)
+    b = FeatureCache.open(tmp_path, "poster", "enc-b", IDS, 5)
+    c = FeatureCache.open(tmp_path, "poster", "enc-a", IDS[:-1], 5)
+    assert len({a.directory, b.directory, c.directory}) == 3
+
+
+def test_incomplete_cache_refuses_to_load_and_bad_chunks_are_rejected(tmp_path):
+    cache = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
+    with pytest.raises(FileNotFoundError, match="0/23 rows"):
+        cache.load()
+    with pytest.raises(ValueError, match="expected 5 rows"):
+        cache.write_chunk(0, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        cache.write_chunk(0, np.full((5, 3), np.nan))

