@@ -1,34 +1,17 @@
-"""What a genre run shows in TensorBoard beyond Keras' own loss curves and weight histograms:
-validation micro/macro F1 per epoch, per-genre precision-recall curves, and the embedding
-projector for title and poster vectors (title and genres as metadata)."""
+"""TensorBoard extras of a genre run: per-genre precision-recall curves, and the embedding
+projector for title and poster vectors (title and genres as metadata). Loss, validation F1 and
+weight histograms per epoch are written by the training loop."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import f1_score
 from tensorboard.plugins import projector
 from tensorboard.plugins.pr_curve import summary as pr_summary
 
 from movietitles.io import atomic_write_text
-
-
-class ValidationF1(keras.callbacks.Callback):
-    """Adds `val_micro_f1` and `val_macro_f1` (at threshold 0.5) to the epoch logs, so that
-    early stopping, checkpoints and the TensorBoard callback all see them."""
-
-    def __init__(self, dataset: tf.data.Dataset, labels: np.ndarray):
-        super().__init__()
-        self.dataset, self.labels = dataset, labels
-
-    def on_epoch_end(self, epoch, logs=None):
-        predicted = self.model.predict(self.dataset, verbose=0) >= 0.5
-        logs = logs if logs is not None else {}
-        logs["val_micro_f1"] = float(f1_score(self.labels, predicted, average="micro", zero_division=0))
-        logs["val_macro_f1"] = float(f1_score(self.labels, predicted, average="macro", zero_division=0))
 
 
 def write_pr_curves(logdir: str | Path, labels: np.ndarray, scores: np.ndarray, genres: list[str], step: int = 0):

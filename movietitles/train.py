@@ -14,7 +14,7 @@ from pathlib import Path
 from movietitles.config import add_config_arguments, config_from_args
 from movietitles.data.prepare import prepare
 from movietitles.features.extract import POSTER, TITLE, extract_features
-from movietitles.training.distribute import STRATEGIES
+from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.genre import GENRE_TASKS, train_genre_model
 
 log = logging.getLogger("movietitles.train")
@@ -40,13 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="discard an earlier run of the same config")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Collective ops (multi_worker) must be set up before TensorFlow does any other work.
+    strategy = make_strategy(args.strategy)
     config = config_from_args(args)
     if args.task == "generator":
         parser.error("the title generator is not implemented yet")
     tasks = list(GENRE_TASKS) if args.task == "genres" else [args.task]
     ensure_features(config, sorted({kind for task in tasks for kind in TASK_INPUTS[task]}))
     for task in tasks:
-        run_dir = train_genre_model(config, task, args.strategy, args.fresh)
+        run_dir = train_genre_model(config, task, strategy, args.fresh)
         print(f"{task} model: {run_dir}")
     return 0
 

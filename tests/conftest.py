@@ -11,3 +11,44 @@ def minilm_hub_dirs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("minilm-hub")
     return export_minilm_hub_models(root / "encoder", root / "preprocess")
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory, minilm_hub_dirs):
+    """A config whose data, features and runs all live in a temporary folder, over the tiny dataset,
+    prepared and with its title and poster features cached."""
+    from tiny_dataset import GENRES, make_tiny_movielens
+
+    from movietitles.config import load_config, with_overrides
+    from movietitles.data.prepare import prepare
+    from movietitles.features.extract import extract_features
+
+    root = tmp_path_factory.mktemp("tiny")
+    encoder_dir, preprocess_dir = minilm_hub_dirs
+    config = with_overrides(load_config(), {
+        "data.root": str(make_tiny_movielens(root / "raw")),
+        "data.prepared_dir": str(root / "prepared"),
+        "data.genres": GENRES,
+        "features.cache_dir": str(root / "prepared" / "features"),
+        "features.chunk_size": 32,
+        "encoders.text.handle": str(encoder_dir),
+        "encoders.text.preprocess_handle": str(preprocess_dir),
+        "encoders.image.batch_size": 16,
+        "genre.runs_dir": str(root / "runs"),
+        "genre.epochs": 3,
+        "genre.batch_size": 16,
+        "genre.models.title.hidden_units": [16],
+        "genre.models.poster.hidden_units": [16],
+        "genre.models.fusion.hidden_units": [16],
+    })
+    prepare(config, progress=False)
+    extract_features(config)
+    return config
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_config):
+    """Title, poster and fusion genre models trained (3 epochs) on the tiny dataset: task -> run dir."""
+    from movietitles.training.genre import GENRE_TASKS, train_genre_model
+
+    return {task: train_genre_model(tiny_config, task) for task in GENRE_TASKS}

@@ -49,6 +49,19 @@ def test_preprocess_gives_reference_ids(hub_models, reference):
     assert default["input_mask"].numpy()[:, 32:].sum() == 0
 
 
+def test_tokenizer_normalises_like_the_reference_bert_tokenizer(hub_models, minilm_hub_dirs):
+    _, preprocess = hub_models
+    vocab = (minilm_hub_dirs[1] / "assets" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    cases = {  # what Hugging Face's uncased BertTokenizer makes of them: no NFKC, accents stripped
+        "Free to Be… You": ["free", "to", "be", "…", "you"],
+        "Skokie\xa0(1981)": ["sk", "##oki", "##e", "(", "1981", ")"],
+        "Amélie\u200d": ["amelie"],
+        "줄탁": ["ᄌ", "##ᅮ", "##ᆯ", "##ᄐ", "##ᅡ", "##ᆨ"],
+    }
+    ids = preprocess.tokenize(tf.constant(list(cases))).merge_dims(1, -1).to_list()
+    assert [[vocab[i] for i in row] for row in ids] == list(cases.values())
+
+
 def test_preprocess_truncates_and_packs_segments(hub_models):
     _, preprocess = hub_models
     long = preprocess(tf.constant(["word " * 300]))
@@ -163,3 +176,10 @@ def test_export_keeps_existing_models(minilm_hub_dirs):
     bert_export.export_minilm_hub_models(encoder_dir, preprocess_dir)  # overwrite=False: nothing to do
     assert (encoder_dir / "saved_model.pb").stat().st_mtime_ns == before
     assert not [p for p in encoder_dir.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_jit_compiled_encoder_gives_the_same_embeddings(minilm_hub_dirs, reference):
+    encoder_dir, preprocess_dir = minilm_hub_dirs
+    jitted = TextEncoder(str(encoder_dir), str(preprocess_dir), pooling="mean", normalize=True, jit_compile=True)
+    assert jitted.pad_multiple == 8 and jitted.encode(list(reference["titles"]))["input_mask"].shape == (8, 16)
+    np.testing.assert_allclose(jitted.embed(list(reference["titles"])), reference["sentence_embedding"], atol=1e-4)

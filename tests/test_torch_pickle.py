@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from movietitles.encoders.torch_pickle import UnsafePickleError, load_torch_state_dict
+from movietitles.encoders.torch_pickle import TorchFileError, UnsafePickleError, load_torch_state_dict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -45,7 +45,8 @@ def _ordered_dict() -> bytes:
 
 
 def _tensor(storage_type: str, key: str, numel: int, offset: int, size, stride) -> bytes:
-    pid = b"(" + _str("storage") + f"ctorch\n{storage_type}\n".encode() + _str(key) + _str("cpu") + _int(numel) + b"tQ"
+    storage_global = f"ctorch\n{storage_type}\n".encode()
+    pid = b"(" + _str("storage") + storage_global + _str(key) + _str("cpu") + _int(numel) + b"tQ"
     args = b"(" + pid + _int(offset) + _ints(size) + _ints(stride) + b"\x89" + _ordered_dict() + b"t"
     return b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R"
 
@@ -118,15 +119,16 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     path = tmp_path / "model.pth"
     _write_legacy(path)
     path.write_bytes(path.read_bytes()[:-5])
-    with pytest.raises(ValueError, match="truncated"):
+    with pytest.raises(TorchFileError, match="truncated"):
         load_torch_state_dict(path)
 
 
 def test_not_a_torch_file(tmp_path):
     path = tmp_path / "notes.pth"
-    path.write_text("hello")
-    with pytest.raises(ValueError, match="notes.pth"):
-        load_torch_state_dict(path)
+    for content in (b"hello", bytes(range(256)) * 4, pickle.dumps({"a": 1}, protocol=2)):
+        path.write_bytes(content)
+        with pytest.raises(TorchFileError, match="notes.pth"):
+            load_torch_state_dict(path)
     with pytest.raises(FileNotFoundError):
         load_torch_state_dict(tmp_path / "missing.pth")
 

@@ -99,8 +99,10 @@ class BertPreprocessModule(tf.Module):
                 str(vocab_file), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
                 tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
             num_oov_buckets=1)
-        # lower_case also applies NFD and strips accents, as BERT's uncased tokenizer does.
-        self.tokenizer = text.BertTokenizer(table, lower_case=lower_case, token_out_type=tf.int32)
+        # Text is normalised in _normalize, as BERT's reference tokenizer does it; lower_case=True here would
+        # apply NFKC case folding instead (e.g. "…" -> "...", unlike the reference).
+        self.lower_case = lower_case
+        self.tokenizer = text.BertTokenizer(table, lower_case=False, token_out_type=tf.int32)
         self.cls_id = vocab.index("[CLS]")
         self.sep_id = vocab.index("[SEP]")
         self.pad_id = vocab.index("[PAD]")
@@ -113,8 +115,18 @@ class BertPreprocessModule(tf.Module):
                 self.bert_pack_inputs.get_concrete_function(
                     [segment] * num_segments, tf.TensorSpec([], tf.int32, name="seq_length"))
 
+    def _normalize(self, strings):
+        """Hugging Face BertNormalizer: whitespace to spaces, control characters dropped; if uncased,
+        lowercase, NFD and accents (combining marks) stripped."""
+        strings = tf.strings.regex_replace(strings, r"[\t\n\r\p{Z}]", " ")
+        strings = tf.strings.regex_replace(strings, r"[\p{C}\x{FFFD}]", "")
+        if self.lower_case:
+            strings = text.normalize_utf8(tf.strings.lower(strings, encoding="utf-8"), "NFD")
+            strings = tf.strings.regex_replace(strings, r"\p{Mn}", "")
+        return strings
+
     def _tokenize(self, strings):
-        return self.tokenizer.tokenize(strings)
+        return self.tokenizer.tokenize(self._normalize(strings))
 
     def _bert_pack_inputs(self, inputs, seq_length):
         segments = [s.merge_dims(1, -1) if s.ragged_rank > 1 else s for s in inputs]

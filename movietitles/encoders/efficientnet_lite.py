@@ -155,18 +155,18 @@ def _load_weights(model: keras.Model, builder: _Builder, state: dict[str, np.nda
         gamma, beta = tensor(f"{bn}.weight"), tensor(f"{bn}.bias")
         mean, var = tensor(f"{bn}.running_mean"), tensor(f"{bn}.running_var")
         layer = model.get_layer(layer_name)
+        expected = tuple(layer.kernel.shape)
+        if kernel.shape != expected:
+            raise ValueError(f"{path}: '{conv_key}' has shape {state[conv_key].shape}, which does not fit "
+                             f"{model.name} (Keras kernel {expected}); wrong variant for these weights?")
         if builder.fold:
             scale = gamma / np.sqrt(var + BN_EPSILON)
             kernel = kernel * (scale[:, None] if depthwise else scale)
-            values = [kernel, beta - mean * scale]
+            layer.set_weights([kernel.astype(np.float32), (beta - mean * scale).astype(np.float32)])
         else:
-            values = [kernel]
-            model.get_layer(f"{layer_name}_bn").set_weights([a.astype(np.float32) for a in (gamma, beta, mean, var)])
-        expected = [tuple(v.shape) for v in layer.get_weights()]
-        if [v.shape for v in values] != expected:
-            raise ValueError(f"{path}: '{conv_key}' has shape {state[conv_key].shape}, which does not fit "
-                             f"{model.name} (Keras kernel {expected[0]}); wrong variant for these weights?")
-        layer.set_weights([v.astype(np.float32) for v in values])
+            layer.set_weights([kernel.astype(np.float32)])
+            bn_layer = model.get_layer(f"{layer_name}_bn")
+            bn_layer.set_weights([a.astype(np.float32) for a in (gamma, beta, mean, var)])
     if include_top:
         model.get_layer("predictions").set_weights(
             [tensor("_fc.weight").T.astype(np.float32), tensor("_fc.bias").astype(np.float32)])

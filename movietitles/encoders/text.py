@@ -65,11 +65,14 @@ class TextEncoder:
     """Embeds titles with a TF-Hub BERT: `embed(titles) -> float32 [B, dim]`."""
 
     def __init__(self, handle: str, preprocess_handle: str, pooling: str = "mean", batch_size: int = 256,
-                 normalize: bool = False, jit_compile: bool = False, pad_multiple: int = 8):
+                 normalize: bool = False, jit_compile: bool = False, pad_multiple: int | None = None):
         if pooling not in POOLINGS:
             raise ValueError(f"encoders.text.pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pad_multiple is None:  # XLA compiles once per shape: bucket lengths; otherwise pad exactly
+            pad_multiple = 8 if jit_compile else 1
         if int(batch_size) < 1 or int(pad_multiple) < 1:
-            raise ValueError(f"encoders.text.batch_size and pad_multiple must be >= 1, got {batch_size}, {pad_multiple}")
+            raise ValueError(f"encoders.text.batch_size and pad_multiple must be >= 1, "
+                             f"got {batch_size} and {pad_multiple}")
         self.handle, self.preprocess_handle = str(handle), str(preprocess_handle)
         self.pooling, self.normalize = pooling, bool(normalize)
         self.batch_size, self.pad_multiple = int(batch_size), int(pad_multiple)
@@ -82,7 +85,8 @@ class TextEncoder:
         self.dim = int(self.encode(["a"])["embedding"].shape[-1])
 
     def _forward_graph(self, word_ids, mask, type_ids):
-        out = dict(self.encoder({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}))
+        out = self.encoder({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids})
+        out = {k: v for k, v in out.items() if isinstance(v, tf.Tensor)}  # TF-Hub BERTs add a list of layers
         if self.pooling == "mean":
             weights = tf.cast(mask, out["sequence_output"].dtype)[:, :, None]
             emb = tf.reduce_sum(out["sequence_output"] * weights, axis=1) / tf.maximum(
@@ -143,4 +147,4 @@ def build_text_encoder(cfg: dict) -> TextEncoder:
         raise KeyError(f"encoders.text.{e.args[0]} is missing from the config") from None
     return TextEncoder(handle, preprocess_handle, pooling=cfg.get("pooling", "mean"),
                        batch_size=cfg.get("batch_size", 256), normalize=cfg.get("normalize", False),
-                       jit_compile=cfg.get("jit_compile", False), pad_multiple=cfg.get("pad_multiple", 8))
+                       jit_compile=cfg.get("jit_compile", False), pad_multiple=cfg.get("pad_multiple"))

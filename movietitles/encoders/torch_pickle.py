@@ -38,6 +38,10 @@ class UnsafePickleError(pickle.UnpicklingError):
     """The file names a global that a plain state dict of tensors never needs."""
 
 
+class TorchFileError(ValueError):
+    """The file is not a readable torch state dict (named in the message)."""
+
+
 @dataclass(frozen=True)
 class _StorageType:
     name: str
@@ -104,14 +108,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise UnsafePickleError(
-                f"{self._path}: refusing to load the global '{module}.{name}'; only tensors and "
-                "OrderedDict are allowed in a state-dict file (it may be malicious or not a state dict)"
+                f"{self._path}: refusing to load the global '{module}.{name}': a state-dict file may only "
+                "name OrderedDict, torch._utils._rebuild_tensor_v2/_rebuild_parameter and torch.*Storage "
+                "types of real dtypes (this file may be malicious, or not a plain state dict)"
             ) from None
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
                 and isinstance(pid[1], _StorageType)):
-            raise pickle.UnpicklingError(f"{self._path}: unexpected persistent id {pid!r}")
+            raise TorchFileError(f"{self._path}: unexpected persistent id {pid!r}")
         storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
         storage = self._storages.get(key)
         if storage is None:
@@ -128,13 +133,13 @@ def _materialize(ref: _TensorRef, path: Path, name: str) -> np.ndarray:
     if isinstance(storage, _StorageView):
         storage, offset = storage.root, storage.offset + offset
     if storage.data is None:
-        raise ValueError(f"{path}: no data was stored for tensor '{name}' (storage {storage.key})")
+        raise TorchFileError(f"{path}: no data was stored for tensor '{name}' (storage {storage.key})")
     flat = storage.data
     if any(n == 0 for n in ref.shape):
         return np.zeros(ref.shape, flat.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride))
     if offset < 0 or any(s < 0 for s in ref.stride) or last >= flat.size:
-        raise ValueError(f"{path}: tensor '{name}' lies outside its storage ({storage.key})")
+        raise TorchFileError(f"{path}: tensor '{name}' lies outside its storage ({storage.key})")
     strides = tuple(s * flat.itemsize for s in ref.stride)
     view = np.lib.stride_tricks.as_strided(flat[offset:], shape=ref.shape, strides=strides, writeable=False)
     return np.array(view)  # a compact, writable copy that owns its memory
@@ -142,11 +147,11 @@ def _materialize(ref: _TensorRef, path: Path, name: str) -> np.ndarray:
 
 def _to_arrays(obj, path: Path) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
+        raise TorchFileError(f"{path}: expected a state dict (names -> tensors), got {type(obj).__name__}")
     arrays = {}
     for name, value in obj.items():
         if not isinstance(value, _TensorRef):
-            raise ValueError(f"{path}: entry '{name}' is a {type(value).__name__}, not a tensor")
+            raise TorchFileError(f"{path}: entry '{name}' is a {type(value).__name__}, not a tensor")
         arrays[str(name)] = _materialize(value, path, name)
     return arrays
 
@@ -158,24 +163,24 @@ def _load_legacy(f: BinaryIO, path: Path) -> dict[str, np.ndarray]:
         return _RestrictedUnpickler(f, path, storages).load()
 
     if next_pickle() != _LEGACY_MAGIC:
-        raise ValueError(f"{path}: not a torch.save file (wrong magic number)")
+        raise TorchFileError(f"{path}: not a torch.save file (wrong magic number)")
     if next_pickle() != _LEGACY_PROTOCOL:
-        raise ValueError(f"{path}: unsupported legacy torch.save protocol version")
+        raise TorchFileError(f"{path}: unsupported legacy torch.save protocol version")
     sys_info = next_pickle()
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
-        raise ValueError(f"{path}: big-endian torch files are not supported")
+        raise TorchFileError(f"{path}: big-endian torch files are not supported")
     state = next_pickle()
     keys = next_pickle()
     for key in keys:
         storage = storages.get(str(key))
         if storage is None:
-            raise ValueError(f"{path}: storage {key} has data but no tensor uses it")
+            raise TorchFileError(f"{path}: storage {key} has data but no tensor uses it")
         header = f.read(8)
         numel = int.from_bytes(header, "little", signed=True) if len(header) == 8 else -1
         nbytes = numel * storage.dtype.itemsize
         raw = f.read(nbytes) if numel >= 0 else b""
         if numel < 0 or len(raw) != nbytes:
-            raise ValueError(f"{path}: file is truncated in the data of storage {key}")
+            raise TorchFileError(f"{path}: file is truncated in the data of storage {key}")
         storage.data = np.frombuffer(raw, storage.dtype)
     return _to_arrays(state, path)
 
@@ -186,19 +191,19 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
-            raise ValueError(f"{path}: zip file is not a torch.save archive (no single */data.pkl)")
+            raise TorchFileError(f"{path}: zip file is not a torch.save archive (no single */data.pkl)")
         prefix = pickles[0][: -len("data.pkl")]
         if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
-            raise ValueError(f"{path}: big-endian torch files are not supported")
+            raise TorchFileError(f"{path}: big-endian torch files are not supported")
         with archive.open(pickles[0]) as f:
             state = _RestrictedUnpickler(f, path, storages).load()
         for key, storage in storages.items():
             member = f"{prefix}data/{key}"
             if member not in names:
-                raise ValueError(f"{path}: storage {key} is missing from the archive")
+                raise TorchFileError(f"{path}: storage {key} is missing from the archive")
             raw = archive.read(member)
             if len(raw) < storage.numel * storage.dtype.itemsize:
-                raise ValueError(f"{path}: storage {key} is truncated")
+                raise TorchFileError(f"{path}: storage {key} is truncated")
             storage.data = np.frombuffer(raw, storage.dtype, count=storage.numel)
     return _to_arrays(state, path)
 
@@ -208,12 +213,12 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"torch state-dict file not found: {path}")
-    if zipfile.is_zipfile(path):
-        return _load_zip(path)
-    with open(path, "rb") as f:
-        try:
+    try:
+        if zipfile.is_zipfile(path):
+            return _load_zip(path)
+        with open(path, "rb") as f:
             return _load_legacy(f, path)
-        except (EOFError, pickle.UnpicklingError) as err:
-            if isinstance(err, UnsafePickleError):
-                raise
-            raise ValueError(f"{path}: not a readable torch.save file ({err})") from err
+    except (UnsafePickleError, TorchFileError):
+        raise
+    except Exception as err:  # whatever a damaged pickle or zip raises
+        raise TorchFileError(f"{path}: not a readable torch.save file ({type(err).__name__}: {err})") from err

@@ -80,7 +80,8 @@ def _check_predictions(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
         raise ValueError(f"set fusion: prediction shapes differ: {a.shape} vs {b.shape}")
     for name, x in (("pred_a", a), ("pred_b", b)):
         if not np.isin(x, (0, 1)).all():
-            raise ValueError(f"set fusion: {name} must hold 0/1 predictions (threshold scores first)")
+            raise ValueError(f"set fusion: {name} must hold 0/1 predictions "
+                             "(threshold scores first)")
     return a.astype(bool), b.astype(bool)
 
 

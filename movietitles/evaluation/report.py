@@ -59,11 +59,23 @@ def _notes_markdown(notes: Notes) -> list[str]:
         return []
     if isinstance(notes, str):
         body = [notes]
-    elif isinstance(notes, Mapping):
-        body = [f"- **{key}**: {value}" for key, value in notes.items()]
     else:
-        body = [f"- {item}" for item in notes]
+        body = _bullets(notes)
     return ["", "## Notes", "", *body]
+
+
+def _bullets(items: Mapping[str, Any] | Sequence[Any], indent: str = "") -> list[str]:
+    """Markdown bullets; nested mappings and lists become indented sub-bullets."""
+    pairs = items.items() if isinstance(items, Mapping) else ((None, v) for v in items)
+    lines = []
+    for key, value in pairs:
+        label = f"**{key}**" if key is not None else ""
+        nested = isinstance(value, (Mapping, list, tuple))
+        text = "" if nested else str(value)
+        lines.append(f"{indent}- {label}{': ' if label and text else ''}{text}".rstrip())
+        if nested:
+            lines += _bullets(value, indent + "  ")
+    return lines
 
 
 def render_markdown(results: Mapping[str, dict], test_size: int, notes: Notes = None,

@@ -32,3 +32,4 @@ def is_chief() -> bool:
     if "chief" in tf_config.get("cluster", {}):
         return task.get("type") == "chief"
     return task.get("type") == "worker" and task.get("index", 0) == 0
+

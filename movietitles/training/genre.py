@@ -1,7 +1,7 @@
 """Train one genre model (title, poster or fusion) on the cached embeddings.
 
 A run lives in `saved_models/runs/<task>-<config hash>/`: the same command with the same config
-resumes an interrupted run (Keras BackupAndRestore) and skips a finished one. The run keeps the
+resumes an interrupted run from its last epoch and skips a finished one. The run keeps the
 config it used, the best model by validation macro-F1, per-genre thresholds tuned on
 validation, and its TensorBoard logs.
 """
@@ -25,8 +25,9 @@ from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_write_text
 from movietitles.models.genre import WeightedBinaryCrossentropy, build_genre_model, positive_weights
-from movietitles.tensorboard_logs import ValidationF1, write_pr_curves, write_projector
+from movietitles.tensorboard_logs import write_pr_curves, write_projector
 from movietitles.training.distribute import is_chief, make_strategy
+from movietitles.training.loop import predict_scores, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def example_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
     return (weights / weights.mean()).astype(np.float32)
 
 
-def train_genre_model(config: dict, task: str, strategy_name: str = "default", fresh: bool = False) -> Path:
+def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = False) -> Path:
+    """`strategy`: a tf.distribute strategy (made with make_strategy before any other TF work), or None."""
     gcfg = config["genre"]
     run_dir = run_directory(config, task)
     if fresh and run_dir.exists():
@@ -76,34 +78,25 @@ def train_genre_model(config: dict, task: str, strategy_name: str = "default", f
     imbalance = gcfg["imbalance"]
     if imbalance not in ("pos_weight", "sample_weight", "none"):
         raise ValueError(f"genre.imbalance must be pos_weight, sample_weight or none, got {imbalance!r}")
-    strategy = make_strategy(strategy_name)
+    strategy = strategy or make_strategy("default")
     with strategy.scope():
         model = build_genre_model(train.inputs, train.genres, name=f"{task}_genres", **gcfg["models"][task])
-        loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, gcfg["max_pos_weight"]))
-                if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy())
-        model.compile(optimizer=keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"]),
-                      loss=loss)
+        loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, gcfg["max_pos_weight"]), reduction=None)
+                if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy(reduction=None))
+        optimizer = keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"])
 
-    weights = example_weights(train.labels, gcfg["max_pos_weight"]) if imbalance == "sample_weight" else None
+    weights = (example_weights(train.labels, gcfg["max_pos_weight"]) if imbalance == "sample_weight"
+               else np.ones(len(train), np.float32))
     train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights)
-    val_ds = make_dataset(val, gcfg["batch_size"])
-    callbacks = [
-        ValidationF1(make_dataset(val, gcfg["batch_size"], with_labels=False), val.labels),
-        keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=gcfg["patience"],
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(out_dir / "best.keras"), monitor="val_macro_f1", mode="max",
-                                        save_best_only=True),
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
-        keras.callbacks.TensorBoard(str(out_dir / "logs"), histogram_freq=1),
-    ]
     write_config(config, out_dir)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=gcfg["epochs"], callbacks=callbacks, verbose=2)
+    result = train_loop(model, optimizer, loss, train_ds, val.inputs, val.labels, strategy, out_dir,
+                        epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"])
+    model.save(out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir
 
-    scores = model.predict(make_dataset(val, gcfg["batch_size"], with_labels=False), verbose=0)
+    scores = predict_scores(model, val.inputs)
     thresholds = tune_thresholds(val.labels, scores)
-    model.save(out_dir / MODEL_FILE)
     atomic_write_text(out_dir / THRESHOLDS_FILE,
                       json.dumps(dict(zip(train.genres, map(float, thresholds))), indent=2))
     write_pr_curves(out_dir / "logs", val.labels, scores, train.genres)
@@ -114,10 +107,11 @@ def train_genre_model(config: dict, task: str, strategy_name: str = "default", f
         "training_movies": len(train),
         "training_title_only_movies": int((~train.movies["has_poster"]).sum()),
         "validation_movies": len(val),
-        "epochs_run": len(history.history["loss"]),
-        "best_val_macro_f1_at_0.5": float(max(history.history["val_macro_f1"])),
+        "epochs_in_last_session": result.epochs_in_this_session,  # fewer when a run resumed
+        "best_epoch": result.best_epoch + 1,
+        "best_val_macro_f1_at_0.5": result.best_val_macro_f1,
         "imbalance": imbalance,
-        "strategy": strategy_name,
+        "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
     }
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2))

@@ -1,0 +1,127 @@
+"""A short training loop that runs the same under every tf.distribute strategy.
+
+Keras 3's `fit` does not work under MultiWorkerMirroredStrategy (keras-team/keras#20585), so
+training is written out, the way the Keras guide on custom training loops does it: distributed
+steps with `strategy.run`, then once per epoch validation F1, TensorBoard summaries, early
+stopping on validation macro-F1, the best model kept, and a checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import f1_score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopResult:
+    epochs_in_this_session: int
+    best_epoch: int
+    best_val_macro_f1: float
+    history: list[dict] = field(default_factory=list)
+
+
+def predict_scores(model, inputs: dict[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
+    """Plain forward passes: unlike `model.predict`, safe under every strategy."""
+    rows = len(next(iter(inputs.values())))
+    return np.concatenate([keras.ops.convert_to_numpy(model({k: v[i:i + batch_size] for k, v in inputs.items()},
+                                                            training=False))
+                           for i in range(0, rows, batch_size)])
+
+
+def _validation_logs(model, inputs: dict[str, np.ndarray], labels: np.ndarray, loss_fn) -> dict[str, float]:
+    scores = predict_scores(model, inputs)
+    predicted = scores >= 0.5
+    return {
+        "val_loss": float(np.mean(keras.ops.convert_to_numpy(loss_fn(labels, scores)))),
+        "val_micro_f1": float(f1_score(labels, predicted, average="micro", zero_division=0)),
+        "val_macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+    }
+
+
+def train_loop(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    loss_fn,
+    train_ds: tf.data.Dataset,
+    val_inputs: dict[str, np.ndarray],
+    val_labels: np.ndarray,
+    strategy: tf.distribute.Strategy,
+    out_dir: Path,
+    epochs: int,
+    patience: int,
+    global_batch_size: int,
+) -> LoopResult:
+    """`train_ds` yields global batches `(inputs, labels, weights)`; `loss_fn` returns per-example losses."""
+    dist_ds = strategy.experimental_distribute_dataset(train_ds)
+
+    def replica_step(inputs, labels, weights):
+        with tf.GradientTape() as tape:
+            per_example = loss_fn(labels, model(inputs, training=True)) * weights
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(inputs, labels, weights):
+        per_replica = strategy.run(replica_step, args=(inputs, labels, weights))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    # Resume state: the weights, the optimizer, and where early stopping stood.
+    with strategy.scope():
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        best_f1 = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+        best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best_f1=best_f1,
+                                     best_epoch=best_epoch)
+    manager = tf.train.CheckpointManager(checkpoint, str(out_dir / "backup"), max_to_keep=1)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        log.info("resuming from %s at epoch %d", manager.latest_checkpoint, int(epoch_var.numpy()))
+
+    best_path = out_dir / "best.keras"
+    train_writer = tf.summary.create_file_writer(str(out_dir / "logs" / "train"))
+    val_writer = tf.summary.create_file_writer(str(out_dir / "logs" / "validation"))
+    result = LoopResult(0, int(best_epoch.numpy()), float(best_f1.numpy()))
+    start = int(epoch_var.numpy())
+    for epoch in range(start, epochs):
+        if epoch - int(best_epoch.numpy()) > patience and int(best_epoch.numpy()) >= 0:
+            break
+        total, steps = 0.0, 0
+        for inputs, labels, weights in dist_ds:
+            total += float(train_step(inputs, labels, weights))
+            steps += 1
+        logs = {"loss": total / max(steps, 1), **_validation_logs(model, val_inputs, val_labels, loss_fn)}
+        result.history.append(logs)
+        result.epochs_in_this_session += 1
+        with train_writer.as_default(step=epoch):
+            tf.summary.scalar("epoch_loss", logs["loss"])
+            for weight in model.weights:
+                tf.summary.histogram(weight.path, keras.ops.convert_to_numpy(weight))
+        with val_writer.as_default(step=epoch):
+            for name in ("loss", "micro_f1", "macro_f1"):
+                tf.summary.scalar(f"epoch_{name}", logs[f"val_{name}"])
+        improved = logs["val_macro_f1"] > float(best_f1.numpy())
+        if improved:
+            best_f1.assign(logs["val_macro_f1"])
+            best_epoch.assign(epoch)
+            model.save(best_path)
+        print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
+              + (" (best)" if improved else ""), flush=True)
+        epoch_var.assign(epoch + 1)
+        manager.save()
+    train_writer.flush()
+    val_writer.flush()
+    result.best_epoch, result.best_val_macro_f1 = int(best_epoch.numpy()), float(best_f1.numpy())
+    if best_path.exists():
+        model.set_weights(keras.saving.load_model(best_path).get_weights())
+    return result

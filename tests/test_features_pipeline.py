@@ -1,0 +1,49 @@
+"""Tiny dataset → prepared data → cached features → the tf.data pipeline every task reads."""
+
+import numpy as np
+
+from movietitles.data.dataset import load_prepared
+from movietitles.encoders.text import build_text_encoder
+from movietitles.features.cache import FeatureCache
+from movietitles.features.extract import POSTER, TITLE, extract_features
+from movietitles.features.pipeline import cache_key, load_split, make_dataset
+
+
+def test_every_title_and_poster_is_cached_once(tiny_config):
+    movies = load_prepared(tiny_config["data"]["prepared_dir"]).movies
+    directories = extract_features(tiny_config)  # already complete: nothing is recomputed
+    titles = FeatureCache.open(tiny_config["features"]["cache_dir"], TITLE, cache_key(tiny_config, TITLE),
+                               movies["id"].tolist(), 32)
+    assert titles.directory == directories[TITLE] and titles.is_complete()
+    assert titles.load().shape == (len(movies), 384)
+    posters = np.load(directories[POSTER] / "features.npy")
+    assert posters.shape == (int(movies["has_poster"].sum()), 1280)
+    assert np.all(np.isfinite(posters)) and posters.std() > 0
+
+
+def test_split_features_line_up_with_their_movies(tiny_config):
+    test = load_split(tiny_config, "test", (TITLE, POSTER))
+    assert len(test) > 0 and test.movies["has_poster"].all() and test.movies["labelled"].all()
+    encoder = build_text_encoder(tiny_config["encoders"]["text"])
+    np.testing.assert_allclose(test.inputs[TITLE], encoder.embed(test.movies["title"].tolist()), atol=1e-4)
+    expected = np.array([[g in row.split("|") for g in test.genres] for row in test.movies["genres"]], np.float32)
+    np.testing.assert_array_equal(test.labels, expected)
+
+
+def test_title_only_movies_train_the_title_model_only(tiny_config):
+    with_corpus = load_split(tiny_config, "train", (TITLE,))
+    with_posters = load_split(tiny_config, "train", (TITLE, POSTER))
+    assert (~with_corpus.movies["has_poster"]).any()
+    assert set(with_posters.movies["id"]) < set(with_corpus.movies["id"])
+    held_out = set(load_split(tiny_config, "validation", (TITLE,)).movies["id"])
+    assert not held_out & set(with_corpus.movies["id"])
+
+
+def test_dataset_yields_named_inputs_labels_and_text(tiny_config):
+    features = load_split(tiny_config, "train", (TITLE, POSTER))
+    batch_inputs, batch_labels = next(iter(make_dataset(features, 8, shuffle=True, with_text=True)))
+    assert batch_inputs[TITLE].shape == (8, 384) and batch_inputs[POSTER].shape == (8, 1280)
+    assert batch_labels.shape == (8, len(features.genres))
+    assert batch_inputs["title_text"].dtype.name == "string"
+    total = sum(int(y.shape[0]) for _, y in make_dataset(features, 8))
+    assert total == len(features)
