@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from movietitles.config import add_config_arguments, config_from_args, with_overrides, write_config
+from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, late_fusion
 from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.plots import plot_per_genre_f1, plot_pr_curves
@@ -29,6 +30,7 @@ from movietitles.evaluation.thresholds import predict, tune_thresholds
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split
 from movietitles.training.genre import GENRE_TASKS, load_genre_run, run_directory
+from movietitles.training.loop import predict_scores
 
 log = logging.getLogger("movietitles.evaluate")
 
@@ -54,8 +56,7 @@ def load_target(config: dict, data_root: str | None) -> tuple[Features, str]:
 
 
 def model_scores(model, features: Features) -> np.ndarray:
-    names = [tensor.name for tensor in model.inputs]
-    return model.predict({name: features.inputs[name] for name in names}, verbose=0, batch_size=1024)
+    return predict_scores(model, {tensor.name: features.inputs[tensor.name] for tensor in model.inputs})
 
 
 def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", choices=["genres"], default="genres")
     parser.add_argument("--data", metavar="ROOT", help="evaluate on every labelled movie of another dataset")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     run_dir = evaluate_genres(config_from_args(args), args.data)
     print((run_dir / "report.md").read_text())
     print(f"written to {run_dir}")

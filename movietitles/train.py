@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from movietitles.config import add_config_arguments, config_from_args
+from movietitles.log import setup_logging
 from movietitles.data.prepare import prepare
 from movietitles.features.extract import POSTER, TITLE, extract_features
 from movietitles.training.distribute import STRATEGIES, make_strategy
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="tf.distribute strategy; multi_worker reads TF_CONFIG")
     parser.add_argument("--fresh", action="store_true", help="discard an earlier run of the same config")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     # Collective ops (multi_worker) must be set up before TensorFlow does any other work.
     strategy = make_strategy(args.strategy)
     config = config_from_args(args)

@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from movietitles.config import add_config_arguments, config_from_args, write_config
+from movietitles.log import setup_logging
 from movietitles.features.extract import POSTER, TITLE, extract_features
 
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard", type=int, default=0, help="index of this worker (0-based)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of workers filling the cache")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     config = config_from_args(args)
     for directory in extract_features(config, args.kinds, args.shard, args.num_shards).values():
         write_config(config, directory)

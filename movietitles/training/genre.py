@@ -90,7 +90,8 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights)
     write_config(config, out_dir)
     result = train_loop(model, optimizer, loss, train_ds, val.inputs, val.labels, strategy, out_dir,
-                        epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"])
+                        epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
+                        monitor=gcfg["monitor"])
     model.save(out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir
@@ -109,7 +110,7 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
         "validation_movies": len(val),
         "epochs_in_last_session": result.epochs_in_this_session,  # fewer when a run resumed
         "best_epoch": result.best_epoch + 1,
-        "best_val_macro_f1_at_0.5": result.best_val_macro_f1,
+        f"best_{gcfg['monitor']}": result.best_score,
         "imbalance": imbalance,
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,

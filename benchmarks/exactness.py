@@ -1,0 +1,48 @@
+"""Exactness of the default encoders against the golden outputs in ../shared/reference.
+
+    python benchmarks/exactness.py
+
+Prints the largest absolute errors (the tests assert each is below 1e-4) and the top-5 agreement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from movietitles.config import load_config
+from movietitles.encoders.bert_export import ensure_default_text_models
+from movietitles.encoders.efficientnet_lite import build_efficientnet_lite
+from movietitles.encoders.text import TextEncoder, load_hub_model
+
+REFERENCE = Path("../shared/reference")
+INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def main() -> None:
+    text_cfg = load_config()["encoders"]["text"]
+    ensure_default_text_models(text_cfg)
+    ref = np.load(REFERENCE / "minilm-l6-reference.npz")
+    encoder = load_hub_model(text_cfg["handle"], "text encoder")
+    out = encoder({k: tf.constant(ref[k]) for k in INPUTS})
+    mask = ref["input_mask"].astype(bool)
+    print("BERT (MiniLM-L6, exported SavedModel via hub.load), max |error| vs reference:")
+    print(f"  sequence_output (unmasked tokens): {np.abs(out['sequence_output'].numpy()[mask] - ref['sequence_output'][mask]).max():.2e}")
+    print(f"  pooled_output:                     {np.abs(out['pooled_output'].numpy() - ref['pooled_output']).max():.2e}")
+    mean = TextEncoder(text_cfg["handle"], text_cfg["preprocess_handle"], pooling="mean", normalize=True)
+    print(f"  mean-pooled, L2-normalised:        {np.abs(mean.embed(list(ref['titles'])) - ref['sentence_embedding']).max():.2e}")
+    ids = load_hub_model(text_cfg["preprocess_handle"], "text preprocess").bert_pack_inputs(
+        [load_hub_model(text_cfg["preprocess_handle"], "text preprocess").tokenize(tf.constant(list(ref["titles"])))], 32)
+    print(f"  tokenizer ids equal to reference:  {bool(np.array_equal(ids['input_word_ids'].numpy(), ref['input_word_ids']))}")
+
+    ref = np.load(REFERENCE / "efficientnet-lite0-reference.npz")
+    logits = build_efficientnet_lite("lite0", include_top=True).predict(ref["inputs_nhwc"], verbose=0)
+    top5_equal = np.array_equal(np.argsort(-logits, axis=1)[:, :5], ref["top5"])
+    print("EfficientNet-Lite0 (packaged weights, Keras port), on the reference inputs:")
+    print(f"  logits max |error|: {np.abs(logits - ref['logits']).max():.2e}; top-5 equal: {top5_equal}")
+
+
+if __name__ == "__main__":
+    main()
