@@ -111,3 +111,17 @@ def test_two_workers_train_one_model_together(tiny_config, tmp_path):
     worker_model = keras.saving.load_model(worker_model_path)
     for chief_weight, worker_weight in zip(chief_model.get_weights(), worker_model.get_weights()):
         np.testing.assert_allclose(chief_weight, worker_weight, atol=1e-6)
+
+
+def test_evaluation_on_another_dataset_uses_every_labelled_movie(tiny_config, trained, tmp_path):
+    from tiny_dataset import make_tiny_movielens
+
+    from movietitles.data.dataset import load_prepared
+    from movietitles.evaluate import other_dataset_config
+
+    other_root = make_tiny_movielens(tmp_path / "new-films", n_with_poster=20, n_without_poster=5, seed=7)
+    run_dir = evaluate_genres(tiny_config, str(other_root))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    movies = load_prepared(other_dataset_config(tiny_config, str(other_root))["data"]["prepared_dir"]).movies
+    assert metrics["test_size"] == int((movies["labelled"] & movies["has_poster"]).sum())
+    assert str(other_root) in metrics["notes"]["test set"]

@@ -1,0 +1,42 @@
+"""`python -m movietitles.export [--models title poster fusion] [--out saved_models]`.
+
+Writes each trained genre model of the config as a TF Serving SavedModel,
+`<out>/genre_<task>/<version>/` (a new version each time), encoders and preprocessing included:
+see movietitles.serving for the signatures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from movietitles.config import add_config_arguments, config_from_args
+from movietitles.serving import export_genre_models
+from movietitles.training.genre import GENRE_TASKS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m movietitles.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--models", nargs="+", choices=list(GENRE_TASKS), default=list(GENRE_TASKS),
+                        help="which trained genre models to export (default: all)")
+    parser.add_argument("--out", default="saved_models", help="model base folder (default: saved_models)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "tensorflow"):  # SavedModel saving logs every renamed graph input and asset folder
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = config_from_args(args)
+    try:
+        exported = export_genre_models(config, tuple(dict.fromkeys(args.models)), args.out)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for task, version_dir in exported.items():
+        print(f"{task} model: {version_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

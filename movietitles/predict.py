@@ -1,0 +1,99 @@
+"""`python -m movietitles.predict --title "..." [--poster poster.jpg] [--model-dir saved_models] [--top N]`.
+
+Predicts one movie's genres with the latest exported SavedModel (`python -m movietitles.export`):
+genre_fusion when both a title and a poster are given, genre_title or genre_poster when one is.
+Prints every genre by probability, the predicted ones (score >= the genre's tuned threshold) marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from movietitles.features.extract import POSTER, TITLE
+from movietitles.serving import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
+
+
+class PredictError(Exception):
+    pass
+
+
+def choose_task(title: str | None, poster: str | Path | None) -> str:
+    if title is None and poster is None:
+        raise PredictError("give a --title, a --poster, or both")
+    return "fusion" if title is not None and poster is not None else TITLE if title is not None else POSTER
+
+
+def predict_genres(model_dir: str | Path, title: str | None = None, poster: str | Path | None = None) -> dict:
+    """One movie's prediction: {model, version_dir, genres (names), probabilities [G], predicted [G] bool}."""
+    import tensorflow as tf
+
+    task = choose_task(title, poster)
+    name = serving_name(task)
+    version_dir = latest_version(Path(model_dir) / name)
+    if version_dir is None:
+        raise PredictError(f"no exported {name} model in {Path(model_dir) / name}: "
+                           "run `python -m movietitles.export` first")
+    inputs = {}
+    if title is not None:
+        inputs[TITLE] = tf.constant([title])
+    if poster is not None:
+        try:
+            inputs[POSTER] = tf.constant([Path(poster).read_bytes()])
+        except OSError as e:
+            raise PredictError(f"cannot read poster {poster}: {e.strerror or e}") from None
+    model = load_serving_model(version_dir)
+    try:
+        out = model.signatures[SIGNATURE_RAW](**inputs)
+    except tf.errors.InvalidArgumentError as e:  # one title cannot fail: the poster did
+        reason = _reason(e.message)
+        raise PredictError(f"{poster}: {reason}" if "could not be decoded" in reason
+                           else f"poster {poster} could not be decoded: {reason}") from None
+    return {"model": name, "version_dir": version_dir,
+            "genres": [g.decode() for g in model.genre_names.numpy()],
+            "probabilities": out["probabilities"].numpy()[0], "predicted": out["predicted"].numpy()[0] == 1}
+
+
+def _reason(message: str) -> str:
+    """A TF error message without its graph-execution framing and node names."""
+    framing = ("Graph execution error", "Detected at node", "<stack traces", "[[", "[Op:")
+    lines = [line.strip() for line in message.splitlines()]
+    reason = " ".join(line for line in lines if line and not line.startswith(framing))
+    return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", reason)
+
+
+def format_prediction(result: dict, top: int | None = None) -> str:
+    order = np.argsort(-result["probabilities"], kind="stable")[:top]
+    chosen = [g for g, p in zip(result["genres"], result["predicted"]) if p]
+    width = max(len(g) for g in result["genres"])
+    lines = [f"{result['model']} (version {result['version_dir'].name}): {'|'.join(chosen) or '(no genre)'}"]
+    lines += [f"  {'*' if result['predicted'][k] else ' '} {result['genres'][k]:<{width}}  "
+              f"{result['probabilities'][k]:.3f}" for k in order]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m movietitles.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--title", help="the movie title")
+    parser.add_argument("--poster", help="a poster image file (JPEG, PNG, GIF, BMP or WebP)")
+    parser.add_argument("--model-dir", default="saved_models", help="the export folder (default: saved_models)")
+    parser.add_argument("--top", type=int, default=None, help="list only the N most probable genres")
+    args = parser.parse_args(argv)
+    if args.top is not None and args.top < 1:
+        parser.error("--top must be at least 1")
+    try:
+        result = predict_genres(args.model_dir, args.title, args.poster)
+    except PredictError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_prediction(result, args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Genre models as TF Serving SavedModels: raw titles and poster bytes in, genres out.
+
+Each export is `<out>/genre_<task>/<version>/` (TF Serving's layout; the version is one more than
+the highest there), written to a hidden temporary folder beside it and renamed into place. The
+graph holds the whole path: the BERT preprocessor and encoder (TF-Hub SavedModels), the image
+decoding and preprocessing, the image network and the Keras classifier. It uses only TensorFlow
+core and TensorFlow Text ops, which the stock TF Serving model server links in.
+
+Signatures (batch-major, as TF Serving wants):
+  serving_default: `title` string [B] and/or `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP)
+  embeddings:      `title_embedding` float32 [B, Dt] and/or `poster_embedding` float32 [B, Dp]
+  both return      `probabilities` float32 [B, G], `predicted` int32 [B, G] (score >= the genre's
+                   tuned threshold) and `genres` string [B] (the predicted genre names joined by "|").
+The restored object also has `genre_names` and `thresholds` variables (G genres, in column order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from movietitles.features.extract import POSTER, TITLE
+from movietitles.training.genre import GENRE_TASKS, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, run_directory
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_RAW, SIGNATURE_EMBEDDINGS = "serving_default", "embeddings"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+OUTPUTS = ("probabilities", "predicted", "genres")
+
+# (offset, bytes) that start the image formats tf.io.decode_image reads.
+_IMAGE_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
+                (8, b"WEBP"))
+
+
+def serving_name(task: str) -> str:
+    """The model name (and folder) of a task's export: genre_title, genre_poster, genre_fusion."""
+    return f"genre_{task}"
+
+
+def versions(model_dir: str | Path) -> list[int]:
+    """The integer versions exported in `model_dir`, ascending (empty if none)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def latest_version(model_dir: str | Path) -> Path | None:
+    found = versions(model_dir)
+    return Path(model_dir) / str(found[-1]) if found else None
+
+
+def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
+    """Scalar bool: `data` starts like a JPEG, PNG, GIF, BMP or WebP file."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 12), "\0" * 12]), 0, 12)
+    checks = [tf.equal(tf.strings.substr(head, offset, len(magic)), magic) for offset, magic in _IMAGE_MAGIC]
+    return tf.reduce_any(tf.stack(checks))
+
+
+class GenreServingModule(tf.Module):
+    """A trained genre classifier with its encoders in front; see the module docstring."""
+
+    def __init__(self, classifier, genres: list[str], thresholds: np.ndarray, text_encoder=None,
+                 image_encoder=None):
+        super().__init__(name="genre_serving")
+        self.embedding_dims = {t.name: int(t.shape[-1]) for t in classifier.inputs}
+        self.input_names = list(self.embedding_dims)
+        unknown = set(self.input_names) - {TITLE, POSTER}
+        if unknown:
+            raise ValueError(f"the classifier has input(s) {sorted(unknown)}; expected {TITLE!r} and/or {POSTER!r}")
+        if len(genres) != len(thresholds) or len(genres) != classifier.output_shape[-1]:
+            raise ValueError(f"{len(genres)} genres, {len(thresholds)} thresholds and "
+                             f"{classifier.output_shape[-1]} classifier outputs do not match")
+        self.classifier = classifier
+        self.genre_names = tf.Variable(list(genres), trainable=False, dtype=tf.string, name="genre_names")
+        self.thresholds = tf.Variable(np.asarray(thresholds, np.float32), trainable=False, name="thresholds")
+        encoders = {TITLE: text_encoder, POSTER: image_encoder}
+        for name in self.input_names:
+            if encoders[name] is None:
+                raise ValueError(f"the classifier reads {name!r} embeddings: give its encoder")
+            if encoders[name].dim != self.embedding_dims[name]:
+                raise ValueError(f"the {name} encoder gives {encoders[name].dim}-d embeddings but the classifier "
+                                 f"was trained on {self.embedding_dims[name]}-d ones (a different encoder config)")
+        if TITLE in self.input_names:
+            self._text_encoder = text_encoder
+            # Tracked here so that their variables and assets are saved with this module.
+            self.text_preprocessor, self.text_model = text_encoder.preprocessor, text_encoder.encoder
+        if POSTER in self.input_names:
+            self._image_encoder = image_encoder
+            self.image_model = image_encoder.model
+        raw_spec = {name: tf.TensorSpec([None], tf.string, name=name) for name in self.input_names}
+        embedding_spec = {f"{name}_embedding": tf.TensorSpec([None, self.embedding_dims[name]], tf.float32,
+                                                             name=f"{name}_embedding")
+                          for name in self.input_names}
+        self.serve = tf.function(self._serve, input_signature=[raw_spec])
+        self.serve_embeddings = tf.function(self._serve_embeddings, input_signature=[embedding_spec])
+
+    def signatures(self) -> dict:
+        return {SIGNATURE_RAW: self.serve.get_concrete_function(),
+                SIGNATURE_EMBEDDINGS: self.serve_embeddings.get_concrete_function()}
+
+    def _serve(self, inputs):
+        checks = []
+        if len(inputs) > 1:
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(inputs[TITLE])[0], tf.shape(inputs[POSTER])[0],
+                message="title and poster must hold the same number of movies"))
+        with tf.control_dependencies(checks):
+            return self._classify({name: self._embed(name, values) for name, values in inputs.items()})
+
+    def _serve_embeddings(self, inputs):
+        return self._classify({name: inputs[f"{name}_embedding"] for name in self.input_names})
+
+    def _embed(self, name, values):
+        embed = self._embed_titles if name == TITLE else self._embed_posters
+        # An empty batch skips the encoder (the CNN fails on zero images).
+        return tf.cond(tf.size(values) > 0, lambda: embed(values),
+                       lambda: tf.zeros([0, self.embedding_dims[name]], tf.float32))
+
+    def _embed_titles(self, titles):
+        """Like TextEncoder.embed: the batch is trimmed to its longest title (exact: padding is masked)."""
+        packed = self.text_preprocessor(titles)
+        longest = tf.reduce_max(tf.reduce_sum(tf.cast(packed["input_mask"], tf.int32), axis=1))
+        length = tf.minimum(tf.shape(packed["input_mask"])[1], tf.maximum(longest, 1))
+        word_ids, mask, type_ids = (tf.cast(packed[k][:, :length], tf.int32)
+                                    for k in ("input_word_ids", "input_mask", "input_type_ids"))
+        return self._text_encoder._forward_graph(word_ids, mask, type_ids)["embedding"]
+
+    def _embed_posters(self, posters):
+        size = self._image_encoder.image_size
+        images = tf.map_fn(self._preprocess_poster, (posters, tf.range(tf.shape(posters)[0])),
+                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        return tf.cast(self.image_model(images, training=False), tf.float32)
+
+    def _preprocess_poster(self, item):
+        data, index = item
+        readable = tf.debugging.Assert(_looks_like_image(data), [tf.strings.format(
+            "poster {} could not be decoded: not a JPEG, PNG, GIF, BMP or WebP image ({} bytes)",
+            (index, tf.strings.length(data)))])
+        with tf.control_dependencies([readable]), tf.name_scope("decode_poster"):
+            return self._image_encoder.preprocess(data)
+
+    def _classify(self, embeddings):
+        probabilities = tf.cast(self.classifier(embeddings, training=False), tf.float32)
+        predicted = probabilities >= self.thresholds
+        names = tf.ragged.boolean_mask(tf.broadcast_to(self.genre_names, tf.shape(predicted)), predicted)
+        return {"probabilities": probabilities, "predicted": tf.cast(predicted, tf.int32),
+                "genres": tf.strings.reduce_join(names, axis=1, separator="|")}
+
+
+def example_poster(height: int = 180, width: int = 120, seed: int = 0) -> bytes:
+    """A small made-up JPEG (a colour gradient with a block), for warm-up requests and smoke tests."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([255 * y / height, 255 * x / width, np.full_like(y, rng.integers(0, 256))], axis=-1)
+    image[height // 4: height // 2, width // 4: width // 2] = rng.integers(0, 256, 3)
+    return tf.io.encode_jpeg(tf.constant(image.astype(np.uint8)), quality=90).numpy()
+
+
+WARMUP_TITLES = ("The Silent Garden", "Midnight Express to Nowhere", "")
+
+
+def warmup_inputs(module: GenreServingModule) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """(signature, inputs) pairs: raw batches of 1 and 3 (an empty title among them) and one embeddings batch."""
+    requests = []
+    for batch in (1, len(WARMUP_TITLES)):
+        raw = {TITLE: np.array(WARMUP_TITLES[:batch], dtype=object),
+               POSTER: np.array([example_poster(seed=i) for i in range(batch)], dtype=object)}
+        requests.append((SIGNATURE_RAW, {name: raw[name] for name in module.input_names}))
+    requests.append((SIGNATURE_EMBEDDINGS, {
+        f"{name}_embedding": np.random.default_rng(0).normal(size=(2, dim)).astype(np.float32)
+        for name, dim in module.embedding_dims.items()}))
+    return requests
+
+
+def write_warmup_requests(path: str | Path, model_name: str, requests) -> None:
+    """A TFRecord of PredictionLog protos (TF Serving replays them when it loads the version)."""
+    try:
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+    except ImportError:
+        raise ImportError("writing TF Serving warm-up requests needs the tensorflow-serving-api package "
+                          "(pip install 'tensorflow-serving-api==2.21.*')") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            log_entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log_entry.SerializeToString())
+
+
+def save_new_version(module: GenreServingModule, model_dir: str | Path, model_name: str) -> Path:
+    """Save `module` with its warm-up requests as the next version in `model_dir`; returns the version folder."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    # Hidden, non-numeric: TF Serving ignores it until the rename.
+    tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-", suffix=".tmp"))
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        write_warmup_requests(tmp / WARMUP_FILE, model_name, warmup_inputs(module))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        while True:  # another exporter may take the same number meanwhile: then take the next one
+            target = model_dir / str(max(versions(model_dir), default=0) + 1)
+            try:
+                os.rename(tmp, target)
+                return target
+            except OSError:
+                if not target.exists():
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finished_run(config: dict, task: str) -> Path:
+    """The task's finished training run of this config, or an error naming the command that trains it."""
+    if task not in GENRE_TASKS:
+        raise ValueError(f"unknown genre model {task!r}; expected one of {sorted(GENRE_TASKS)}")
+    run_dir = run_directory(config, task)
+    if not (run_dir / SUMMARY_FILE).exists():
+        raise FileNotFoundError(f"no trained {task} genre model for this config (expected {run_dir}): train it with "
+                                f"`python -m movietitles.train --task {task}` and the same --config/--set options")
+    return run_dir
+
+
+def genre_names(run_dir: Path) -> list[str]:
+    return list(json.loads((Path(run_dir) / THRESHOLDS_FILE).read_text(encoding="utf-8")))
+
+
+def build_serving_module(run_dir: Path, text_encoder=None, image_encoder=None) -> GenreServingModule:
+    classifier, thresholds, _ = load_genre_run(Path(run_dir))
+    return GenreServingModule(classifier, genre_names(run_dir), thresholds, text_encoder, image_encoder)
+
+
+def export_genre_models(config: dict, tasks=tuple(GENRE_TASKS), out_dir: str | Path = "saved_models",
+                        text_encoder=None, image_encoder=None) -> dict[str, Path]:
+    """Export each task's trained model as `<out_dir>/genre_<task>/<new version>/`; task -> version folder.
+
+    The encoders are built from config["encoders"] unless given.
+    """
+    run_dirs = {task: finished_run(config, task) for task in tasks}  # every run checked before any work
+    kinds = {kind for task in tasks for kind in GENRE_TASKS[task]}
+    if TITLE in kinds and text_encoder is None:
+        from movietitles.encoders.bert_export import ensure_default_text_models
+        from movietitles.encoders.text import build_text_encoder
+
+        ensure_default_text_models(config["encoders"]["text"])
+        text_encoder = build_text_encoder(config["encoders"]["text"])
+    if POSTER in kinds and image_encoder is None:
+        from movietitles.encoders.image import build_image_encoder
+
+        image_encoder = build_image_encoder(config["encoders"]["image"])
+    exported = {}
+    for task, run_dir in run_dirs.items():
+        module = build_serving_module(run_dir, text_encoder, image_encoder)
+        exported[task] = save_new_version(module, Path(out_dir) / serving_name(task), serving_name(task))
+        log.info("%s model (%s) exported to %s", task, run_dir, exported[task])
+    return exported
+
+
+def load_serving_model(version_dir: str | Path):
+    """tf.saved_model.load of an export (after registering the TF Text ops its preprocessor uses)."""
+    import tensorflow_text  # noqa: F401
+
+    return tf.saved_model.load(str(version_dir))

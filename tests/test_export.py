@@ -1,0 +1,289 @@
+"""Serving exports: TF Serving SavedModels that take raw titles and poster bytes, checked in a fresh process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from movietitles import export, predict
+from movietitles.config import write_config
+from movietitles.data.dataset import load_prepared
+from movietitles.serving import (
+    OUTPUTS,
+    WARMUP_FILE,
+    example_poster,
+    export_genre_models,
+    load_serving_model,
+    serving_name,
+    versions,
+)
+from movietitles.training.genre import GENRE_TASKS, load_genre_run
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Runs in a fresh interpreter: which ops need TF Text, then both signatures of every export on the sample inputs.
+FRESH_PROCESS = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+work = Path(sys.argv[1])
+exports = json.loads((work / "exports.json").read_text())
+
+def op_types(version_dir):
+    saved = saved_model_pb2.SavedModel.FromString((Path(version_dir) / "saved_model.pb").read_bytes())
+    ops = set()
+    for graph in saved.meta_graphs:
+        functions = {f.signature.name for f in graph.graph_def.library.function}
+        ops |= {n.op for n in graph.graph_def.node}
+        ops |= {n.op for f in graph.graph_def.library.function for n in f.node_def}
+    return sorted(ops - functions)
+
+ops = {task: op_types(d) for task, d in exports.items()}
+report = {task: {"ops": o, "not_in_core": [op for op in o if op_def_registry.get(op) is None]}
+          for task, o in ops.items()}
+import tensorflow_text  # noqa: F401
+for task, o in ops.items():
+    report[task]["unknown"] = [op for op in o if op_def_registry.get(op) is None]
+(work / "ops.json").write_text(json.dumps(report))
+
+raw = {"title": tf.constant(json.loads((work / "titles.json").read_text())),
+       "poster": tf.constant([p.read_bytes() for p in sorted((work / "posters").iterdir())])}
+for task, version_dir in exports.items():
+    model = tf.saved_model.load(version_dir)
+    serve, embeddings = model.signatures["serving_default"], model.signatures["embeddings"]
+    names = sorted(serve.structured_input_signature[1])
+    out = serve(**{name: raw[name] for name in names})
+    emb = embeddings(**{f"{n}_embedding": tf.constant(np.load(work / f"{n}_embedding.npy")) for n in names})
+    np.save(work / f"{task}_probabilities.npy", out["probabilities"].numpy())
+    np.save(work / f"{task}_predicted.npy", out["predicted"].numpy())
+    np.save(work / f"{task}_embeddings_probabilities.npy", emb["probabilities"].numpy())
+    (work / f"{task}_genres.json").write_text(json.dumps([g.decode() for g in out["genres"].numpy()]))
+"""
+
+
+@pytest.fixture(scope="module")
+def encoders(tiny_config):
+    from movietitles.encoders.image import build_image_encoder
+    from movietitles.encoders.text import build_text_encoder
+
+    return build_text_encoder(tiny_config["encoders"]["text"]), build_image_encoder(tiny_config["encoders"]["image"])
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_config, trained, encoders, tmp_path_factory):
+    """The three models exported once: (model base folder, task -> version folder)."""
+    out = tmp_path_factory.mktemp("saved_models")
+    return out, export_genre_models(tiny_config, tuple(GENRE_TASKS), out, *encoders)
+
+
+@pytest.fixture(scope="module")
+def samples(tiny_config):
+    """Tiny-dataset titles (one empty) and poster bytes, odd formats included: grayscale and CMYK JPEG, PNGs."""
+    from tiny_dataset import TINY_CASES
+
+    movies = load_prepared(tiny_config["data"]["prepared_dir"]).movies
+    normal = movies[movies["has_poster"] & ~movies["id"].isin(TINY_CASES.values())].head(6)
+    titles, posters = normal["title"].tolist(), [Path(p).read_bytes() for p in normal["poster"]]
+    raw_posters = Path(tiny_config["data"]["root"]) / "posters"
+    for case in ("grayscale", "cmyk", "palette_png", "rgba"):
+        titles.append(movies.loc[movies["id"] == TINY_CASES[case], "title"].item())
+        posters.append((raw_posters / f"{TINY_CASES[case]}.jpg").read_bytes())
+    titles.append("")
+    posters.append(example_poster())
+    return titles, posters
+
+
+@pytest.fixture(scope="module")
+def reference(trained, encoders, samples):
+    """The in-memory path: TextEncoder.embed / ImageEncoder preprocess + embed, then the Keras model."""
+    text_encoder, image_encoder = encoders
+    titles, posters = samples
+    embeddings = {"title": text_encoder.embed(titles),
+                  "poster": image_encoder.embed(tf.stack([image_encoder.preprocess(tf.constant(b)) for b in posters]))}
+    scores = {}
+    for task, inputs in GENRE_TASKS.items():
+        model, thresholds, _ = load_genre_run(trained[task])
+        scores[task] = (model.predict({k: embeddings[k] for k in inputs}, verbose=0), thresholds)
+    return embeddings, scores
+
+
+@pytest.fixture(scope="module")
+def fresh(exports, samples, reference, tmp_path_factory):
+    """Outputs of every export loaded in a new Python process (files in the returned folder)."""
+    work = tmp_path_factory.mktemp("fresh")
+    titles, posters = samples
+    (work / "posters").mkdir()
+    for i, data in enumerate(posters):
+        (work / "posters" / f"{i:03d}.img").write_bytes(data)
+    (work / "titles.json").write_text(json.dumps(titles))
+    for name, values in reference[0].items():
+        np.save(work / f"{name}_embedding.npy", values)
+    (work / "exports.json").write_text(json.dumps({task: str(d) for task, d in exports[1].items()}))
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(work)], check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return work
+
+
+@pytest.fixture(scope="module")
+def loaded(exports):
+    return {task: load_serving_model(d) for task, d in exports[1].items()}
+
+
+def test_export_layout_is_tf_serving_versions(exports):
+    out, paths = exports
+    for task, version_dir in paths.items():
+        assert version_dir == out / serving_name(task) / "1"
+        assert [p.name for p in version_dir.parent.iterdir()] == ["1"]  # no temporary folder left behind
+        for name in ("saved_model.pb", "variables", WARMUP_FILE):
+            assert (version_dir / name).exists()
+
+
+def test_fresh_process_matches_the_in_memory_path(fresh, reference, exports, tiny_config):
+    genres = tiny_config["data"]["genres"]
+    for task in GENRE_TASKS:
+        expected, thresholds = reference[1][task]
+        probabilities = np.load(fresh / f"{task}_probabilities.npy")
+        assert probabilities.dtype == np.float32 and probabilities.shape == expected.shape
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5, rtol=0, err_msg=f"{task}: serving_default")
+        np.testing.assert_allclose(np.load(fresh / f"{task}_embeddings_probabilities.npy"), expected, atol=1e-5,
+                                   rtol=0, err_msg=f"{task}: embeddings signature")
+        predicted = np.load(fresh / f"{task}_predicted.npy")
+        assert predicted.dtype == np.int32
+        np.testing.assert_array_equal(predicted, (probabilities >= thresholds).astype(np.int32))
+        assert json.loads((fresh / f"{task}_genres.json").read_text()) == [
+            "|".join(g for g, p in zip(genres, row) if p) for row in predicted]
+
+
+def test_graph_uses_only_core_and_tensorflow_text_ops(fresh):
+    report = json.loads((fresh / "ops.json").read_text())
+    for task, ops in report.items():
+        assert ops["unknown"] == [], f"{task}: ops neither in TensorFlow nor TF Text: {ops['unknown']}"
+        assert not [op for op in ops["ops"] if "PyFunc" in op], task
+    assert report["poster"]["not_in_core"] == []
+    assert "WordpieceTokenizeWithOffsets" in report["title"]["not_in_core"]  # the BERT preprocessor is in the graph
+
+
+def test_signatures_take_raw_inputs_and_embeddings(loaded, tiny_config):
+    for task, model in loaded.items():
+        names = GENRE_TASKS[task]
+        raw = model.signatures["serving_default"]
+        assert {k: (s.dtype, s.shape.as_list()) for k, s in raw.structured_input_signature[1].items()} == {
+            name: (tf.string, [None]) for name in names}
+        emb = model.signatures["embeddings"].structured_input_signature[1]
+        assert sorted(emb) == sorted(f"{name}_embedding" for name in names)
+        for signature in ("serving_default", "embeddings"):
+            assert set(model.signatures[signature].structured_outputs) == set(OUTPUTS)
+        assert [g.decode() for g in model.genre_names.numpy()] == tiny_config["data"]["genres"]
+
+
+def test_warmup_requests_parse_and_replay(loaded, exports):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    for task, version_dir in exports[1].items():
+        records = list(tf.data.TFRecordDataset(str(version_dir / WARMUP_FILE)).as_numpy_iterator())
+        assert 2 <= len(records) <= 1000
+        signatures = set()
+        for record in records:
+            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+            assert request.model_spec.name == serving_name(task)
+            signature = loaded[task].signatures[request.model_spec.signature_name]
+            inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+            assert set(inputs) == set(signature.structured_input_signature[1])
+            out = signature(**inputs)
+            assert out["probabilities"].shape[0] == next(iter(inputs.values())).shape[0]
+            signatures.add(request.model_spec.signature_name)
+        assert signatures == {"serving_default", "embeddings"}
+
+
+def test_bad_inputs_give_clear_errors_and_the_model_keeps_serving(loaded, samples, tiny_config):
+    from tiny_dataset import TINY_CASES
+
+    serve = loaded["fusion"].signatures["serving_default"]
+    titles, posters = samples
+    good = serve(title=tf.constant(titles[:2]), poster=tf.constant(posters[:2]))["probabilities"].numpy()
+    raw_posters = Path(tiny_config["data"]["root"]) / "posters"
+    zero_byte = (raw_posters / f"{TINY_CASES['zero_byte']}.jpg").read_bytes()
+    truncated = (raw_posters / f"{TINY_CASES['truncated']}.jpg").read_bytes()
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="poster 0 could not be decoded"):
+        serve(title=tf.constant(["A"]), poster=tf.constant([zero_byte]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="poster 1 could not be decoded: not a JPEG"):
+        serve(title=tf.constant(["A", "B"]), poster=tf.constant([posters[0], b"<html>not found</html>"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(?s)Invalid JPEG data.*decode_poster"):
+        serve(title=tf.constant(["A"]), poster=tf.constant([truncated]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same number of movies"):
+        serve(title=tf.constant(["A", "B"]), poster=tf.constant([posters[0]]))
+
+    np.testing.assert_array_equal(
+        serve(title=tf.constant(titles[:2]), poster=tf.constant(posters[:2]))["probabilities"].numpy(), good)
+    for task, inputs in (("title", {"title": [""]}), ("fusion", {"title": ["", ""], "poster": posters[:2]})):
+        out = loaded[task].signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
+        assert out["probabilities"].shape == (len(inputs["title"]), len(tiny_config["data"]["genres"]))
+        assert np.all(np.isfinite(out["probabilities"].numpy())) and out["genres"].shape == (len(inputs["title"]),)
+    empty = serve(title=tf.constant([], tf.string), poster=tf.constant([], tf.string))
+    assert empty["probabilities"].shape == (0, len(tiny_config["data"]["genres"])) and empty["genres"].shape == (0,)
+
+
+def test_export_cli_adds_a_version_and_names_the_train_command_for_a_missing_run(tiny_config, trained, tmp_path,
+                                                                                  capsys):
+    config_file = write_config(tiny_config, tmp_path)
+    out = tmp_path / "models"
+    for version in (1, 2):
+        assert export.main(["--config", str(config_file), "--models", "poster", "--out", str(out)]) == 0
+        assert f"poster model: {out / 'genre_poster' / str(version)}" in capsys.readouterr().out
+    assert versions(out / "genre_poster") == [1, 2]
+    assert sorted(p.name for p in (out / "genre_poster").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in out.iterdir()) == ["genre_poster"]
+
+    untrained = ["--config", str(config_file), "--set", "genre.models.fusion.dropout=0.123", "--out", str(out)]
+    assert export.main(untrained) == 2
+    assert "python -m movietitles.train --task fusion" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["genre_poster"]  # nothing exported when a run is missing
+
+
+def test_predict_cli_prints_genres_by_probability(exports, samples, reference, tiny_config, tmp_path, capsys):
+    out = exports[0]
+    titles, posters = samples
+    genres = tiny_config["data"]["genres"]
+    poster = tmp_path / "poster.jpg"
+    poster.write_bytes(posters[0])
+
+    result = predict.predict_genres(out, titles[0], poster)
+    assert result["model"] == "genre_fusion" and result["genres"] == genres
+    np.testing.assert_allclose(result["probabilities"], reference[1]["fusion"][0][0], atol=1e-5, rtol=0)
+
+    assert predict.main(["--title", titles[0], "--poster", str(poster), "--model-dir", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    chosen = [g for g, p in zip(genres, result["predicted"]) if p]
+    assert lines[0] == f"genre_fusion (version 1): {'|'.join(chosen) or '(no genre)'}"
+    assert sorted(line.split()[-2] for line in lines[1:]) == sorted(genres)
+    assert sum(line.startswith("  *") for line in lines[1:]) == len(chosen)
+    listed = [float(line.split()[-1]) for line in lines[1:]]
+    assert listed == sorted(listed, reverse=True)
+
+    assert predict.main(["--poster", str(poster), "--model-dir", str(out), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("genre_poster (version 1)") and len(lines) == 3
+
+    poster.write_bytes(b"GIF89a broken")
+    assert predict.main(["--title", "x", "--poster", str(poster), "--model-dir", str(out)]) == 2
+    assert "could not be decoded" in capsys.readouterr().err
+    assert predict.main(["--title", "x", "--model-dir", str(tmp_path / "none")]) == 2
+    assert "run `python -m movietitles.export`" in capsys.readouterr().err
+
+
+def test_predict_runs_as_a_module(exports):
+    done = subprocess.run([sys.executable, "-m", "movietitles.predict", "--title", "The Lost River",
+                           "--model-dir", str(exports[0])], check=False,
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("genre_title (version 1): ") and "Documentary" in done.stdout
