@@ -32,16 +32,6 @@ def open_cache(config: dict, kind: str, cache_key: str, rows: pd.DataFrame) -> F
     return FeatureCache.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"])
 
 
-def embed_titles(encoder, titles: list[str], batch_size: int) -> np.ndarray:
-    """Embed in batches of similar length, so per-batch padding pads little; rows keep their order."""
-    order = np.argsort([len(t) for t in titles], kind="stable")
-    out = np.empty((len(titles), encoder.dim), dtype=np.float32)
-    for start in range(0, len(titles), batch_size):
-        idx = order[start:start + batch_size]
-        out[idx] = encoder.embed([titles[i] for i in idx])
-    return out
-
-
 def poster_batches(encoder, paths: list[str], batch_size: int) -> tf.data.Dataset:
     """Decode and preprocess posters in parallel, ahead of the model."""
     return (
@@ -91,7 +81,8 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
         rows = title_rows(prepared.movies)
         titles = rows["title"].tolist()
         cache = open_cache(config, TITLE, encoder.cache_key, rows)
-        fill_cache(cache, lambda r: embed_titles(encoder, titles[r], text_cfg["batch_size"]),
+        # TextEncoder.embed batches titles of similar length, so per-batch padding pads little.
+        fill_cache(cache, lambda r: encoder.embed(titles[r]),
                    f"titles ({encoder.cache_key})", shard, num_shards)
         directories[TITLE] = cache.directory
     if POSTER in kinds:
