@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Mapping
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -33,9 +34,10 @@ def plot_per_genre_f1(results: Mapping[str, dict], path: str | Path) -> Path:
     x = np.arange(len(genres))
     fig = Figure(figsize=(float(np.clip(2 + 0.08 * len(genres) * len(names), 8, 18)), 5))
     ax = fig.add_subplot()
+    colours = matplotlib.colormaps["tab20"].colors  # up to 20 models, each its own colour
     for i, name in enumerate(names):
         f1 = [results[name]["per_genre"][g]["f1"] for g in genres]
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, f1, width, label=name)
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, f1, width, label=name, color=colours[i % len(colours)])
     ax.set_xticks(x, genres, rotation=45, ha="right")
     ax.set_ylabel("F1 (test)")
     ax.set_ylim(0, 1)
