@@ -1,4 +1,5 @@
-"""`python -m movietitles.evaluate`: the genre-prediction table on the saved test split.
+"""`python -m movietitles.evaluate`: the genre-prediction table on the saved test split
+(`--task generator`: the title generator's evaluation; `--task embeddings`: its embedding comparison).
 
 One row per model — title (BERT), poster (CNN), each late-fusion combiner (Method 1), early
 fusion (Method 2) — plus baselines fitted in the same run on the same split. Thresholds are
@@ -6,6 +7,8 @@ tuned per genre on the validation split; the Keras models are also shown at a fi
 
     python -m movietitles.evaluate                  # after python -m movietitles.train --task genres
     python -m movietitles.evaluate --data ROOT --set data.source=manifest   # a new batch of films
+    python -m movietitles.evaluate --task generator [--pairs pairs.csv]
+    python -m movietitles.evaluate --task embeddings
 """
 
 from __future__ import annotations
@@ -138,11 +141,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m movietitles.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--task", choices=["genres"], default="genres")
-    parser.add_argument("--data", metavar="ROOT", help="evaluate on every labelled movie of another dataset")
+    parser.add_argument("--task", choices=["genres", "generator", "embeddings"], default="genres",
+                        help="genres: the genre table; generator: the title generator; "
+                             "embeddings: train and compare the generator's embedding choices")
+    parser.add_argument("--data", metavar="ROOT", help="evaluate on every movie of another dataset")
+    parser.add_argument("--pairs", metavar="CSV", help="generator: score a file of poster,title pairs")
     args = parser.parse_args(argv)
     setup_logging()
-    run_dir = evaluate_genres(config_from_args(args), args.data)
+    config = config_from_args(args)
+    if args.task == "genres":
+        run_dir = evaluate_genres(config, args.data)
+    else:
+        from movietitles.evaluation import generator_report
+
+        if args.pairs:
+            print(generator_report.score_pairs(config, args.pairs).to_string(index=False))
+            return
+        if args.task == "embeddings":
+            run_dir, table = generator_report.compare_embeddings(config)
+            print(table)
+            print(f"written to {run_dir}")
+            return
+        run_dir = generator_report.evaluate_generator(config, args.data)
     print((run_dir / "report.md").read_text())
     print(f"written to {run_dir}")
 

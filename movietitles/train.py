@@ -16,6 +16,7 @@ from movietitles.log import setup_logging
 from movietitles.data.prepare import prepare
 from movietitles.features.extract import POSTER, TITLE, extract_features
 from movietitles.training.distribute import STRATEGIES, make_strategy
+from movietitles.training.generator import train_generator
 from movietitles.training.genre import GENRE_TASKS, train_genre_model
 
 log = logging.getLogger("movietitles.train")
@@ -40,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="tf.distribute strategy; multi_worker reads TF_CONFIG")
     parser.add_argument("--fresh", action="store_true", help="discard an earlier run of the same config")
     args = parser.parse_args(argv)
+    if args.task == "generator" and args.strategy != "default":
+        parser.error("the title generator trains with the default strategy only")
     setup_logging()
     # Collective ops (multi_worker) must be set up before TensorFlow does any other work.
     strategy = make_strategy(args.strategy)
     config = config_from_args(args)
     if args.task == "generator":
-        parser.error("the title generator is not implemented yet")
+        ensure_features(config, TASK_INPUTS["generator"])
+        print(f"generator model: {train_generator(config, fresh=args.fresh)}")
+        return 0
     tasks = list(GENRE_TASKS) if args.task == "genres" else [args.task]
     ensure_features(config, sorted({kind for task in tasks for kind in TASK_INPUTS[task]}))
     for task in tasks:

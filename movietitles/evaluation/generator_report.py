@@ -1,0 +1,180 @@
+"""The title generator's evaluation: test perplexity, what the poster adds, made-up titles,
+generated titles, and the embedding comparison. Writes report.md and metrics.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from movietitles.config import with_overrides, write_config
+from movietitles.data.dataset import load_prepared
+from movietitles.evaluation.title_scores import (
+    RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles)
+from movietitles.generate import generate_titles
+from movietitles.generator.data import poster_titles
+from movietitles.io import atomic_write_text
+from movietitles.training.generator import load_generator_run, run_directory, train_generator
+
+log = logging.getLogger(__name__)
+
+# The embedding comparison: each variant is a set of config overrides of the generator.
+EMBEDDING_VARIANTS = {
+    "BPEmb en, frozen": {"generator.embeddings": "bpemb", "generator.trainable_embeddings": False},
+    "BPEmb en, trainable": {"generator.embeddings": "bpemb", "generator.trainable_embeddings": True},
+    "BPEmb nl, frozen": {"encoders.bpemb.lang": "nl", "generator.embeddings": "bpemb",
+                         "generator.trainable_embeddings": False},
+    "BPEmb nl, trainable": {"encoders.bpemb.lang": "nl", "generator.embeddings": "bpemb",
+                            "generator.trainable_embeddings": True},
+    "random, frozen": {"generator.embeddings": "random", "generator.trainable_embeddings": False},
+    "random, trainable": {"generator.embeddings": "random", "generator.trainable_embeddings": True},
+}
+
+
+def _characters(tokenizer, title_set) -> np.ndarray:
+    return np.array([len(tokenizer.decode(t)) for t in title_set.targets])
+
+
+def poster_conditions(title_set, seed: int) -> dict[str, np.ndarray]:
+    return {"true poster": title_set.poster, "zero poster": np.zeros_like(title_set.poster),
+            "shuffled posters": title_set.poster[derangement(len(title_set), seed)]}
+
+
+def condition_perplexities(run, title_set, seed: int) -> dict[str, dict]:
+    chars = _characters(run.tokenizer, title_set)
+    return {name: perplexity(score_titles(run.model, run.tokenizer, title_set.tokens, title_set.targets, poster,
+                                          title_set.genres), chars)
+            for name, poster in poster_conditions(title_set, seed).items()}
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def evaluation_set(config: dict, tokenizer, data_root: str | None):
+    if data_root is None:
+        return poster_titles(config, "test", tokenizer), "test split"
+    from movietitles.evaluate import other_dataset_config
+    from movietitles.features.extract import POSTER, TITLE
+    from movietitles.train import ensure_features
+
+    other = other_dataset_config(config, data_root)
+    ensure_features(other, (TITLE, POSTER))
+    return poster_titles(other, "all", tokenizer), f"every movie with a poster in {data_root}"
+
+
+def evaluate_generator(config: dict, data_root: str | None = None, samples: int = 20) -> Path:
+    run = load_generator_run(run_directory(config))
+    seed = config["seed"]
+    test, description = evaluation_set(config, run.tokenizer, data_root)
+    log.info("scoring %d titles of the %s", len(test), description)
+    conditions = condition_perplexities(run, test, seed)
+    distinct = len({t.casefold().strip() for t in test.movies["title"]})
+    ranking = made_up_title_ranking(run.model, run.tokenizer, test, n_candidates=min(100, distinct), seed=seed)
+
+    uses_genres = "genres" in run.model.input
+    generated = [t[0] for t in generate_titles(run, test.poster, test.genres if uses_genres else None, n=1,
+                                               sampler="top_p", seed=seed)]
+    movies = load_prepared(config["data"]["prepared_dir"]).movies
+    training_titles = movies.loc[movies["split"] == "train", "title"].tolist()
+    real = test.movies["title"].tolist()
+    generation = generation_metrics(generated, real, training_titles)
+
+    digest = hashlib.sha256(yaml.safe_dump([config, data_root], sort_keys=True).encode()).hexdigest()[:10]
+    out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
+    write_config(config, out)
+    metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
+               "perplexity": conditions, "made_up_titles": ranking, "generated": generation}
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    rng = np.random.default_rng(seed)
+    shown = rng.choice(len(test), min(samples, len(test)), replace=False)
+    report = "\n\n".join([
+        f"# Title generator evaluation\n\nRun `{run.run_dir}`; {len(test)} titles ({description}).",
+        "## Cross-entropy (nats) and perplexity\n\n" + _table(
+            ["poster", "per BPE token", "perplexity / token", "per character", "perplexity / char", "bits / char"],
+            [[name, c["cross_entropy_per_token"], c["perplexity_per_token"], c["cross_entropy_per_char"],
+              c["perplexity_per_char"], c["bits_per_char"]] for name, c in conditions.items()]),
+        f"## Made-up titles\n\nEach of {ranking['posters']} posters ranks its true title among "
+        f"{ranking['candidates'] - 1} other titles of the set. Mean length (BPE tokens with </s>) of the "
+        f"candidates: {ranking['mean_tokens_of_candidates']:.2f}; of the true titles: "
+        f"{ranking['mean_tokens_of_true_titles']:.2f}.\n\n" + _table(
+            ["ranked by", "recall@1", "recall@10", "mean rank", "tokens of top-scored candidate"],
+            [[name, r["recall_at_1"], r["recall_at_10"], r["mean_rank"], r["mean_tokens_of_top_candidate"]]
+             for name, r in ranking["rankers"].items()]
+            + [["chance", ranking["rankers"][RANKERS[0]]["chance_recall_at_1"],
+                ranking["rankers"][RANKERS[0]]["chance_recall_at_10"],
+                ranking["rankers"][RANKERS[0]]["chance_mean_rank"], "-"]]),
+        "## Generated titles (top-p, one per poster)\n\n" + _table(
+            ["metric", "value"], [[k, v] for k, v in generation.items()]),
+        "## Samples\n\n" + _table(["true title", "generated"], [[real[i], generated[i]] for i in shown]),
+    ]) + "\n"
+    atomic_write_text(out / "report.md", report)
+    _plot_lengths(generated, real, out / "title_lengths.png")
+    return out
+
+
+def _plot_lengths(generated: list[str], real: list[str], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    bins = np.arange(0.5, 13.5)
+    for titles, label in ((real, "real titles"), (generated, "generated")):
+        ax.hist([min(len(t.split()), 12) for t in titles], bins=bins, alpha=0.6, label=label, density=True)
+    ax.set_xlabel("words (12 = 12 or more)")
+    ax.set_ylabel("share of titles")
+    ax.legend()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
+    """Scores of a user's (poster, title) pairs: mean log-likelihood per token, PMI, summed log-likelihood."""
+    from movietitles.generate import embed_poster_files
+
+    pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False)
+    missing = {"poster", "title"} - set(pairs.columns)
+    if missing:
+        raise ValueError(f"{pairs_csv}: needs the columns poster,title (missing {sorted(missing)})")
+    run = load_generator_run(run_directory(config))
+    folder = Path(pairs_csv).parent
+    paths = [p if Path(p).is_absolute() else folder / p for p in pairs["poster"]]
+    posters = embed_poster_files(run.config["encoders"]["image"], paths)
+    teacher = [run.tokenizer.teacher_forcing(run.tokenizer.encode(t)) for t in pairs["title"]]
+    tokens, targets = [t for t, _ in teacher], [t for _, t in teacher]
+    with_poster = score_titles(run.model, run.tokenizer, tokens, targets, posters)
+    zero = score_titles(run.model, run.tokenizer, tokens, targets, np.zeros_like(posters))
+    return pairs.assign(mean_log_likelihood=with_poster.mean_log_prob, pmi=with_poster.log_prob - zero.log_prob,
+                        summed_log_likelihood=with_poster.log_prob, tokens=with_poster.tokens)
+
+
+def compare_embeddings(config: dict) -> tuple[Path, str]:
+    """Train (or reuse) one generator per embedding variant; one table of test perplexities."""
+    rows = []
+    for name, overrides in EMBEDDING_VARIANTS.items():
+        variant = with_overrides(config, overrides)
+        log.info("embedding variant %s", name)
+        run = load_generator_run(train_generator(variant))
+        test = poster_titles(variant, "test", run.tokenizer)
+        c = condition_perplexities(run, test, config["seed"])
+        rows.append([name, c["true poster"]["perplexity_per_token"], c["true poster"]["perplexity_per_char"],
+                     c["true poster"]["bits_per_char"], c["zero poster"]["bits_per_char"],
+                     c["shuffled posters"]["bits_per_char"], run.summary.get("train_seconds", "-")])
+    table = _table(["embeddings", "perplexity / token", "perplexity / char", "bits / char",
+                    "bits / char, zero poster", "bits / char, shuffled", "train s"], rows)
+    note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
+            "subwords); bits per character are.")
+    digest = hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:10]
+    out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
+    write_config(config, out)
+    atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")
+    return out, table

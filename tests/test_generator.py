@@ -1,0 +1,277 @@
+"""Title generator: BPEmb tokenizer, teacher-forcing batches, the GRU decoder, training runs, sampling CLI."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from PIL import Image, ImageDraw
+
+from movietitles.config import with_overrides, write_config
+from movietitles.data.dataset import load_prepared
+from movietitles.generator.data import make_generator_dataset, poster_titles, title_corpus
+from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
+from movietitles.generator.tokenizer import TitleTokenizer
+from movietitles.training import generator as generator_training
+from movietitles.training.generator import load_generator_run, run_directory, train_generator
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+BPEMB_DIR = SHARED / "bpemb"
+REAL_TITLES = ["Toy Story", "The Lord of the Rings: The Fellowship of the Ring", "Amélie", "Léon: The Professional",
+               "2001: A Space Odyssey", "Crouching Tiger, Hidden Dragon", "Bridget Jones's Diary", "Se7en"]
+SMALL = {"generator.gru_units": 16, "generator.poster_projection": 8, "generator.batch_size": 16,
+         "generator.warmup_epochs": 1, "generator.epochs": 2, "generator.patience": 5}
+
+
+@pytest.fixture(scope="module")
+def bpemb_cfg():
+    if not (BPEMB_DIR / "en").is_dir():
+        pytest.skip(f"{BPEMB_DIR} is not available: the title generator needs BPEmb")
+    return {"lang": "en", "vs": 1000, "dim": 25, "cache_dir": str(BPEMB_DIR)}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bpemb_cfg):
+    return TitleTokenizer(bpemb_cfg, max_len=24)
+
+
+@pytest.fixture(scope="module")
+def gen_config(tiny_config, bpemb_cfg):
+    return with_overrides(tiny_config, {**SMALL, "encoders.bpemb.cache_dir": bpemb_cfg["cache_dir"]})
+
+
+@pytest.fixture(scope="module")
+def gen_run(gen_config):
+    return train_generator(gen_config)
+
+
+def test_tokenizer_round_trips_real_titles_and_places_specials_after_bpemb(tokenizer):
+    vs = tokenizer.bpemb.vocab_size
+    assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.vocab_size) == (vs, vs + 1, vs + 2, vs + 3)
+    for title in REAL_TITLES:
+        ids = tokenizer.encode(title)
+        assert ids and all(0 <= i < vs for i in ids)
+        # BPEmb's own preprocessing: lowercase, digits as 0.
+        assert tokenizer.decode(ids) == re.sub(r"\d", "0", title.lower())
+    ids = tokenizer.encode("Toy Story")
+    assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, *ids, tokenizer.pad_id]) == "toy story"
+    assert tokenizer.decode([tokenizer.unk_id, *ids]) == "toy story"
+
+
+def test_embedding_matrix_is_bpemb_plus_special_rows(tokenizer):
+    vs, dim = tokenizer.bpemb.vocab_size, tokenizer.bpemb.dim
+    matrix = tokenizer.embedding_matrix("bpemb", seed=3)
+    assert matrix.shape == (vs + 3, dim) and matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix[:vs], tokenizer.bpemb.vectors)
+    assert not matrix[tokenizer.pad_id].any() and matrix[tokenizer.bos_id].any() and matrix[tokenizer.eos_id].any()
+    random = tokenizer.embedding_matrix("random", seed=3)
+    assert random.shape == matrix.shape and not np.allclose(random[:vs], matrix[:vs])
+    np.testing.assert_array_equal(random, tokenizer.embedding_matrix("random", seed=3))
+    with pytest.raises(ValueError, match="bpemb"):
+        tokenizer.embedding_matrix("glove")
+
+
+def test_teacher_forcing_pairs_are_shifted_capped_and_padded(tokenizer):
+    ids = tokenizer.encode("The Lord of the Rings")
+    tokens, targets = tokenizer.teacher_forcing(ids)
+    assert tokens == [tokenizer.bos_id, *ids] and targets == [*ids, tokenizer.eos_id]
+    long_tokens, long_targets = tokenizer.teacher_forcing(list(range(3, 60)))
+    assert len(long_tokens) == len(long_targets) == tokenizer.max_len and long_targets[-1] == tokenizer.eos_id
+    padded = tokenizer.pad([tokens, [tokenizer.bos_id]])
+    assert padded.shape == (2, len(tokens)) and (padded[1, 1:] == tokenizer.pad_id).all()
+
+
+def test_datasets_pair_posters_with_shifted_titles_and_keep_the_corpus_to_train(gen_config, tokenizer):
+    train = poster_titles(gen_config, "train", tokenizer)
+    corpus = title_corpus(gen_config, tokenizer, train.poster.shape[1])
+    movies = load_prepared(gen_config["data"]["prepared_dir"]).movies.set_index("id")
+    assert len(corpus) and (movies.loc[corpus.movies["id"], "split"] == "train").all()
+    assert not movies.loc[corpus.movies["id"], "has_poster"].any() and not corpus.poster.any()
+    assert movies.loc[train.movies["id"], "has_poster"].all() and train.poster.std() > 0
+
+    for shuffle in (False, True):
+        batches = list(make_generator_dataset(train, tokenizer, 8, use_genres=True, shuffle=shuffle, seed=1))
+        assert sum(len(y) for _, y in batches) == len(train)
+        for inputs, targets in batches:
+            tokens, targets = inputs["tokens"].numpy(), targets.numpy()
+            assert inputs["poster"].shape[1] == train.poster.shape[1] and inputs["genres"].shape[1] == len(train.genre_names)
+            assert tokens.dtype == np.int32 and tokens.shape == targets.shape
+            assert (tokens[:, 0] == tokenizer.bos_id).all()
+            real = targets != tokenizer.pad_id
+            np.testing.assert_array_equal(tokens[:, 1:][real[:, 1:]], targets[:, :-1][real[:, 1:]])
+            ends = real.sum(axis=1) - 1
+            assert (targets[np.arange(len(targets)), ends] == tokenizer.eos_id).all()
+            assert real[:, -1].any()  # cut to the batch's longest title
+    shuffled = make_generator_dataset(train, tokenizer, 8, shuffle=True)
+    assert shuffled.cardinality().numpy() == len(list(shuffled))
+
+
+@pytest.fixture(scope="module")
+def decoder(tokenizer):
+    return build_title_decoder(tokenizer.vocab_size, 12, 3, tokenizer.embedding_matrix(), use_genres=True,
+                               poster_projection=8, gru_units=16, dropout=0.0)
+
+
+def test_decoder_outputs_logits_per_step_that_depend_on_the_poster(decoder, tokenizer):
+    rng = np.random.default_rng(0)
+    tokens = tokenizer.pad([tokenizer.teacher_forcing(tokenizer.encode(t))[0] for t in REAL_TITLES[:4]])
+    inputs = {"tokens": tokens, "poster": rng.random((4, 12), np.float32), "genres": np.zeros((4, 3), np.float32)}
+    logits = decoder(inputs).numpy()
+    assert logits.shape == (4, tokens.shape[1], tokenizer.vocab_size)
+    other = decoder({**inputs, "poster": rng.random((4, 12), np.float32) * 5}).numpy()
+    assert np.abs(other - logits).max() > 1e-3
+    np.testing.assert_allclose(decoder(inputs).numpy(), logits, atol=1e-6)
+
+
+def test_masked_loss_and_token_log_probs_ignore_padding(decoder, tokenizer):
+    rng = np.random.default_rng(1)
+    pairs = [tokenizer.teacher_forcing(tokenizer.encode(t)) for t in REAL_TITLES[:3]]
+    poster, genres = rng.random((3, 12), np.float32), np.eye(3, dtype=np.float32)
+    loss = masked_token_loss()
+    values = []
+    for length in (None, 30):  # the batch's own length, then 30 with extra PAD
+        tokens = tokenizer.pad([p[0] for p in pairs], length)
+        targets = tokenizer.pad([p[1] for p in pairs], length)
+        logits = decoder({"tokens": tokens, "poster": poster, "genres": genres})
+        values.append(float(loss(targets, logits, sample_weight=targets != tokenizer.pad_id)))
+        log_probs = token_log_probs(decoder, poster, genres, tokens, targets)
+        assert log_probs.shape == targets.shape
+        assert (log_probs[targets == tokenizer.pad_id] == 0).all() and (log_probs[targets != tokenizer.pad_id] < 0).all()
+        np.testing.assert_allclose(-log_probs.sum() / (targets != tokenizer.pad_id).sum(), values[-1], rtol=1e-5)
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
+
+
+def _events(directory: Path) -> dict[str, int]:
+    counts = {}
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                counts[value.tag] = counts.get(value.tag, 0) + 1
+    return counts
+
+
+def test_training_writes_model_config_summary_and_tensorboard_logs(gen_config, gen_run):
+    assert gen_run == run_directory(gen_config) and gen_run.name.startswith("generator-")
+    assert yaml.safe_load((gen_run / "config.yaml").read_text()) == gen_config
+    assert not (gen_run / "backup").exists() and not (gen_run / "best.keras").exists()
+    summary = json.loads((gen_run / "summary.json").read_text())
+    assert summary["epochs_total"] == 3 and summary["warmup_epochs"] == 1 and 2 <= summary["best_epoch"] <= 3
+    assert summary["training_tokens"] > summary["training_movies"] > 0 and summary["warmup_titles"] > 0
+    assert np.isclose(summary["val_perplexity_per_token"], np.exp(summary["best_val_loss"]))
+    assert 1 < summary["val_perplexity_per_character"] < summary["val_perplexity_per_token"]
+    assert _events(gen_run / "logs" / "train")["epoch_loss"] == 3
+    validation = _events(gen_run / "logs" / "validation")
+    assert validation["epoch_loss"] == validation["epoch_loss_shuffled_posters"] == 3
+    assert _events(gen_run / "logs" / "samples")["generated_titles"] == 3
+
+    run = load_generator_run(gen_run)
+    model, tokenizer, config = run[:3]
+    assert config == gen_config and tokenizer.vocab_size == model.output_shape[-1]
+    assert "genres" not in model.input
+
+
+def test_finished_run_is_skipped_and_an_interrupted_one_resumes(gen_config, gen_run, monkeypatch, capsys):
+    before = (gen_run / "model.keras").stat().st_mtime_ns
+    assert train_generator(gen_config) == gen_run
+    assert (gen_run / "model.keras").stat().st_mtime_ns == before
+
+    config = with_overrides(gen_config, {"generator.dropout": 0.1})  # its own run directory
+    original = generator_training._RunState._write_samples
+    calls = []
+
+    def killed_in_second_epoch(self, epoch):
+        calls.append(epoch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return original(self, epoch)
+
+    monkeypatch.setattr(generator_training._RunState, "_write_samples", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(config)
+    run_dir = run_directory(config)
+    assert (run_dir / "backup").exists() and not (run_dir / "summary.json").exists()
+    monkeypatch.setattr(generator_training._RunState, "_write_samples", original)
+    capsys.readouterr()
+    assert train_generator(config) == run_dir
+    printed = capsys.readouterr().out
+    assert "epoch 1 " not in printed and "epoch 2 (posters)" in printed and "epoch 3 (posters)" in printed
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_total"] == 3
+
+
+@pytest.fixture(scope="module")
+def cli(gen_config, gen_run, tmp_path_factory):
+    """`python -m movietitles.generate` in-process on a Pillow-made PNG: returns (exit code, stdout lines)."""
+    from movietitles import generate
+
+    root = tmp_path_factory.mktemp("generate")
+    poster = root / "poster.png"
+    image = Image.new("RGB", (120, 180), (200, 30, 30))
+    ImageDraw.Draw(image).ellipse((20, 40, 100, 140), fill=(240, 220, 40))
+    image.save(poster)
+    config_file = write_config(gen_config, root)
+
+    def run(*args, capsys):
+        code = generate.main(["--config", str(config_file), "--poster", str(poster), *args])
+        out = capsys.readouterr()
+        return code, [line for line in out.out.splitlines() if line], out.err
+
+    return run
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "beam", "top_k", "top_p"])
+def test_generate_cli_prints_n_titles_per_sampler(cli, sampler, capsys):
+    code, lines, _ = cli("--sampler", sampler, "--n", "3", "--seed", "5", capsys=capsys)
+    assert code == 0 and len(lines) == 3 and all(isinstance(t, str) for t in lines)
+    if sampler == "greedy":
+        assert len(set(lines)) == 1
+    if sampler == "beam":
+        assert len(set(lines)) == 3  # three different beams
+
+
+def test_seed_makes_sampling_reproducible(gen_run, cli, capsys):
+    from movietitles.generate import generate_titles
+
+    first = cli("--sampler", "top_p", "--n", "4", "--seed", "11", capsys=capsys)
+    assert first[0] == 0 and cli("--sampler", "top_p", "--n", "4", "--seed", "11", capsys=capsys) == first
+    run = load_generator_run(gen_run)
+    posters = np.random.default_rng(0).random((2, run.model.input["poster"].shape[-1]), np.float32)
+    a = generate_titles(run, posters, n=3, sampler="top_k", seed=1, temperature=2.0)
+    assert generate_titles(run, posters, n=3, sampler="top_k", seed=1, temperature=2.0) == a
+    assert generate_titles(gen_run, posters, n=3, sampler="top_k", seed=2, temperature=2.0) != a
+    assert len(a) == 2 and all(len(titles) == 3 for titles in a)
+
+
+def test_generate_errors_name_the_fix(gen_config, cli, capsys, tmp_path):
+    from movietitles import generate
+
+    code, _, err = cli("--genres", "Comedy", capsys=capsys)
+    assert code == 2 and "trained without genres" in err
+    with pytest.raises(ValueError, match="known genres: Action, Comedy"):
+        generate.genre_vectors([["Comedy", "Superhero"]], ["Action", "Comedy"], 1)
+    untrained = write_config(with_overrides(gen_config, {"generator.gru_units": 7}), tmp_path)
+    code = generate.main(["--config", str(untrained), "--poster", str(tmp_path / "none.png")])
+    assert code == 2 and "python -m movietitles.train --task generator" in capsys.readouterr().err
+
+
+def test_a_model_trained_with_genres_takes_genre_names(gen_config, tmp_path, capsys):
+    from movietitles import generate
+
+    config = with_overrides(gen_config, {"generator.use_genres": True, "generator.warmup_epochs": 0,
+                                         "generator.epochs": 1})
+    run = load_generator_run(train_generator(config))
+    assert "genres" in run.model.input
+    posters = np.random.default_rng(0).random((2, run.model.input["poster"].shape[-1]), np.float32)
+    titles = generate.generate_titles(run, posters, genres=[["Comedy"], ["Horror", "Drama"]], n=2, seed=0)
+    assert len(titles) == 2 and all(len(t) == 2 for t in titles)
+    with pytest.raises(ValueError, match="unknown genre.*'Superhero'.*known genres: Action, Comedy"):
+        generate.generate_titles(run, posters, genres=[["Comedy"], ["Superhero"]])
+    image = tmp_path / "poster.png"
+    Image.new("RGB", (64, 96), (20, 20, 20)).save(image)
+    config_file = write_config(config, tmp_path)
+    capsys.readouterr()
+    assert generate.main(["--config", str(config_file), "--poster", str(image), "--genres", "Horror,Drama",
+                          "--n", "2"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if line]) == 2

@@ -1,0 +1,65 @@
+"""`evaluate --task generator` on a tiny trained decoder: perplexities under three poster conditions,
+made-up title ranking, generated-title metrics, user pairs, and the embedding comparison."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from movietitles.config import with_overrides
+from movietitles.data.dataset import load_prepared
+from movietitles.evaluation import generator_report
+from movietitles.training.generator import train_generator
+
+BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
+SMALL = {"generator.gru_units": 16, "generator.poster_projection": 8, "generator.batch_size": 16,
+         "generator.warmup_epochs": 1, "generator.epochs": 1, "generator.patience": 5}
+
+
+@pytest.fixture(scope="module")
+def gen_config(tiny_config):
+    if not (BPEMB_DIR / "en").is_dir() or not (BPEMB_DIR / "nl").is_dir():
+        pytest.skip(f"{BPEMB_DIR} (en and nl) is not available: the title generator needs BPEmb")
+    config = with_overrides(tiny_config, {**SMALL, "encoders.bpemb.cache_dir": str(BPEMB_DIR)})
+    train_generator(config)
+    return config
+
+
+def test_report_holds_every_table(gen_config):
+    out = generator_report.evaluate_generator(gen_config, samples=5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["perplexity"]) == {"true poster", "zero poster", "shuffled posters"}
+    for condition in metrics["perplexity"].values():
+        assert condition["perplexity_per_token"] > 1 and condition["perplexity_per_char"] > 1
+    ranking = metrics["made_up_titles"]
+    assert set(ranking["rankers"]) == {"mean log-likelihood per token", "PMI", "summed log-likelihood"}
+    assert ranking["posters"] == metrics["titles"] and 1 <= ranking["rankers"]["PMI"]["mean_rank"] <= ranking["candidates"]
+    generated = metrics["generated"]
+    assert generated["generated"] == metrics["titles"] and 0 <= generated["share_new"] <= 1
+    report = (out / "report.md").read_text()
+    for heading in ("Cross-entropy", "Made-up titles", "Generated titles", "Samples"):
+        assert heading in report
+    assert (out / "title_lengths.png").stat().st_size > 0 and (out / "config.yaml").exists()
+
+
+def test_user_pairs_are_scored(gen_config, tmp_path):
+    movies = load_prepared(gen_config["data"]["prepared_dir"]).movies
+    poster = movies.loc[movies["has_poster"], "poster"].iloc[0]
+    csv = tmp_path / "pairs.csv"
+    pd.DataFrame({"poster": [poster, poster], "title": ["The Silent Garden", "A much longer made up title"]}
+                 ).to_csv(csv, index=False)
+    scores = generator_report.score_pairs(gen_config, str(csv))
+    assert list(scores.columns[-4:]) == ["mean_log_likelihood", "pmi", "summed_log_likelihood", "tokens"]
+    assert (scores["summed_log_likelihood"] < 0).all() and scores["tokens"].iloc[1] > scores["tokens"].iloc[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,title\nx.jpg,Heat\n")
+    with pytest.raises(ValueError, match="poster,title"):
+        generator_report.score_pairs(gen_config, str(bad))
+
+
+def test_embedding_comparison_trains_every_variant(gen_config):
+    out, table = generator_report.compare_embeddings(gen_config)
+    for name in generator_report.EMBEDDING_VARIANTS:
+        assert name in table
+    assert "bits / char" in (out / "report.md").read_text()
