@@ -63,3 +63,12 @@ def test_embedding_comparison_trains_every_variant(gen_config):
     for name in generator_report.EMBEDDING_VARIANTS:
         assert name in table
     assert "bits / char" in (out / "report.md").read_text()
+
+
+def test_evaluation_on_another_dataset_scores_all_its_posters(gen_config, tmp_path):
+    from tiny_dataset import make_tiny_movielens
+
+    other_root = make_tiny_movielens(tmp_path / "new-films", n_with_poster=15, n_without_poster=3, seed=11)
+    out = generator_report.evaluate_generator(gen_config, str(other_root), samples=3)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert str(other_root) in metrics["evaluated_on"] and metrics["titles"] >= 15
