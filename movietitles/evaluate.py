@@ -62,6 +62,10 @@ def model_scores(model, features: Features) -> np.ndarray:
     return predict_scores(model, {tensor.name: features.inputs[tensor.name] for tensor in model.inputs})
 
 
+def stacked(features: Features, names: list[str]) -> np.ndarray:
+    return np.concatenate([features.inputs[name] for name in names], axis=1)
+
+
 def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
     started = time.perf_counter()
     gcfg = config["genre"]
@@ -99,9 +103,9 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
     for row, names in (("baseline: logreg on title embedding", [TITLE]),
                        ("baseline: logreg on poster embedding", [POSTER]),
                        ("baseline: logreg on title+poster embeddings", [TITLE, POSTER])):
-        stack = lambda f: np.concatenate([f.inputs[n] for n in names], axis=1)  # noqa: E731
-        fitted = baselines.embedding_logreg(stack(train_both), train_both.labels)
-        val_scores[row], test_scores[row] = fitted.predict_proba(stack(val)), fitted.predict_proba(stack(test))
+        fitted = baselines.embedding_logreg(stacked(train_both, names), train_both.labels)
+        val_scores[row] = fitted.predict_proba(stacked(val, names))
+        test_scores[row] = fitted.predict_proba(stacked(test, names))
         saw[row] = f"{len(train_both)} training movies with posters"
 
     thresholds = {row: tune_thresholds(val.labels, scores) for row, scores in val_scores.items()}

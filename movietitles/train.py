@@ -26,7 +26,8 @@ TASK_INPUTS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)
 
 def ensure_features(config: dict, kinds) -> None:
     if not (Path(config["data"]["prepared_dir"]) / "movies.csv").exists():
-        log.info("no prepared dataset in %s: preparing it from %s", config["data"]["prepared_dir"], config["data"]["root"])
+        log.info("no prepared dataset in %s: preparing it from %s",
+                 config["data"]["prepared_dir"], config["data"]["root"])
         print("\n".join(prepare(config).lines()))
     extract_features(config, kinds)
 
