@@ -1,8 +1,9 @@
-"""`python -m movietitles.export [--models title poster fusion] [--out saved_models]`.
+"""`python -m movietitles.export [--task genres|generator] [--models title poster fusion] [--out saved_models]`.
 
 Writes each trained genre model of the config as a TF Serving SavedModel,
 `<out>/genre_<task>/<version>/` (a new version each time), encoders and preprocessing included:
-see movietitles.serving for the signatures.
+see movietitles.serving for the signatures. With `--task generator`, the trained title generator
+instead, as `<out>/title_generator/<version>/`: see movietitles.serving_generator.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 from movietitles.config import add_config_arguments, config_from_args
 from movietitles.serving import export_genre_models
+from movietitles.serving_generator import export_title_generator
 from movietitles.training.genre import GENRE_TASKS
 
 
@@ -20,8 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m movietitles.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
+    parser.add_argument("--task", choices=("genres", "generator"), default="genres",
+                        help="genres: the genre models (--models); generator: the title generator (default: genres)")
     parser.add_argument("--models", nargs="+", choices=list(GENRE_TASKS), default=list(GENRE_TASKS),
-                        help="which trained genre models to export (default: all)")
+                        help="with --task genres: which trained genre models to export (default: all)")
     parser.add_argument("--out", default="saved_models", help="model base folder (default: saved_models)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -29,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = config_from_args(args)
     try:
-        exported = export_genre_models(config, tuple(dict.fromkeys(args.models)), args.out)
+        if args.task == "generator":
+            exported = {"generator": export_title_generator(config, args.out)}
+        else:
+            exported = export_genre_models(config, tuple(dict.fromkeys(args.models)), args.out)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -65,6 +65,26 @@ def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
     return tf.reduce_any(tf.stack(checks))
 
 
+def preprocess_posters(image_encoder, posters: tf.Tensor) -> tf.Tensor:
+    """Encoded posters [B] -> the image network's inputs [B, S, S, 3], in-graph.
+
+    A poster that is not an image fails with "poster <index> could not be decoded: ..."; a damaged
+    one with the decoder's own error, under the name scope `decode_poster`.
+    """
+    size = image_encoder.image_size
+
+    def preprocess(item):
+        data, index = item
+        readable = tf.debugging.Assert(_looks_like_image(data), [tf.strings.format(
+            "poster {} could not be decoded: not a JPEG, PNG, GIF, BMP or WebP image ({} bytes)",
+            (index, tf.strings.length(data)))])
+        with tf.control_dependencies([readable]), tf.name_scope("decode_poster"):
+            return image_encoder.preprocess(data)
+
+    return tf.map_fn(preprocess, (posters, tf.range(tf.shape(posters)[0])),
+                     fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
 class GenreServingModule(tf.Module):
     """A trained genre classifier with its encoders in front; see the module docstring."""
 
@@ -135,18 +155,8 @@ class GenreServingModule(tf.Module):
         return self._text_encoder._forward_graph(word_ids, mask, type_ids)["embedding"]
 
     def _embed_posters(self, posters):
-        size = self._image_encoder.image_size
-        images = tf.map_fn(self._preprocess_poster, (posters, tf.range(tf.shape(posters)[0])),
-                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        images = preprocess_posters(self._image_encoder, posters)
         return tf.cast(self.image_model(images, training=False), tf.float32)
-
-    def _preprocess_poster(self, item):
-        data, index = item
-        readable = tf.debugging.Assert(_looks_like_image(data), [tf.strings.format(
-            "poster {} could not be decoded: not a JPEG, PNG, GIF, BMP or WebP image ({} bytes)",
-            (index, tf.strings.length(data)))])
-        with tf.control_dependencies([readable]), tf.name_scope("decode_poster"):
-            return self._image_encoder.preprocess(data)
 
     def _classify(self, embeddings):
         probabilities = tf.cast(self.classifier(embeddings, training=False), tf.float32)
@@ -201,15 +211,18 @@ def write_warmup_requests(path: str | Path, model_name: str, requests) -> None:
             writer.write(log_entry.SerializeToString())
 
 
-def save_new_version(module: GenreServingModule, model_dir: str | Path, model_name: str) -> Path:
-    """Save `module` with its warm-up requests as the next version in `model_dir`; returns the version folder."""
+def save_new_version(module: tf.Module, model_dir: str | Path, model_name: str, requests=None) -> Path:
+    """Save `module` (with a `signatures()` method) and its warm-up requests as the next version in
+    `model_dir`; returns the version folder. `requests`: (signature, inputs) pairs, by default
+    `warmup_inputs(module)` (a genre module's)."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     # Hidden, non-numeric: TF Serving ignores it until the rename.
     tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-", suffix=".tmp"))
     try:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
-        write_warmup_requests(tmp / WARMUP_FILE, model_name, warmup_inputs(module))
+        write_warmup_requests(tmp / WARMUP_FILE, model_name,
+                              warmup_inputs(module) if requests is None else requests)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         while True:  # another exporter may take the same number meanwhile: then take the next one
             target = model_dir / str(max(versions(model_dir), default=0) + 1)
