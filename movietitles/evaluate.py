@@ -25,19 +25,26 @@ import yaml
 
 from movietitles.config import add_config_arguments, config_from_args, with_overrides, write_config
 from movietitles.log import setup_logging
-from movietitles.evaluation import baselines, late_fusion
+from movietitles.evaluation import baselines, comparisons, late_fusion
+from movietitles.evaluation.bootstrap import Bootstrap
 from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.plots import plot_per_genre_f1, plot_pr_curves
-from movietitles.evaluation.report import write_report
-from movietitles.evaluation.thresholds import predict, tune_thresholds
+from movietitles.evaluation.report import markdown_table, write_report
+from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split
-from movietitles.training.genre import GENRE_TASKS, load_genre_run, run_directory
+from movietitles.io import atomic_write_text
+from movietitles.training.genre import GENRE_TASKS, load_genre_run, model_inputs, run_directory
 from movietitles.training.loop import predict_scores
 
 log = logging.getLogger("movietitles.evaluate")
 
 MODEL_ROWS = {"title": "title (BERT)", "poster": "poster (CNN)", "fusion": "early fusion (Method 2)"}
+# A fair control: the title model trained only on the movies with posters (what poster and fusion see).
+CONTROL_ROW = "title (BERT), trained on poster movies only"
+LEARNED_ROW = "late fusion: learned"
+STRATEGY_ROWS = (*MODEL_ROWS.values(), "late fusion: product", LEARNED_ROW, "baseline: TF-IDF logreg (title)",
+                 "baseline: logreg on poster embedding", "baseline: logreg on title+poster embeddings")
 
 
 def other_dataset_config(config: dict, data_root: str) -> dict:
@@ -59,16 +66,36 @@ def load_target(config: dict, data_root: str | None) -> tuple[Features, str]:
 
 
 def model_scores(model, features: Features) -> np.ndarray:
-    return predict_scores(model, {tensor.name: features.inputs[tensor.name] for tensor in model.inputs})
+    return predict_scores(model, model_inputs(model, features))
 
 
 def stacked(features: Features, names: list[str]) -> np.ndarray:
     return np.concatenate([features.inputs[name] for name in names], axis=1)
 
 
+def modality(row: str) -> str | None:
+    """title, poster or fusion: what a row's predictions are made from (None: constant baselines)."""
+    if row in ("baseline: label prior", "baseline: Comedy + Drama"):
+        return None
+    if "fusion" in row or "title+poster" in row:
+        return comparisons.FUSION
+    return comparisons.TITLE if "title" in row.lower() else comparisons.POSTER
+
+
+def strategy_section(strategies: dict[str, dict[str, dict]]) -> str:
+    """Markdown: each row's validation macro/micro-F1 under each threshold strategy, out-of-sample."""
+    rows = [[row, *(f"{by[s]['macro_f1']:.3f} / {by[s]['micro_f1']:.3f}" for s in STRATEGIES)]
+            for row, by in strategies.items()]
+    return "\n".join(["## Threshold strategies (validation, out-of-sample)", "",
+                      "Macro-F1 / micro-F1 of thresholds tuned on one half of the validation movies and scored on "
+                      "the other (mean of random halvings). The configured strategy is chosen on this table, "
+                      "never on test.", "", markdown_table(["Model", *STRATEGIES], rows)])
+
+
 def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
     started = time.perf_counter()
     gcfg = config["genre"]
+    threshold_cfg = gcfg["thresholds"]
     val = load_split(config, "validation", (TITLE, POSTER))
     test, test_description = load_target(config, data_root)
     if not len(test):
@@ -76,19 +103,29 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
     genres = val.genres
 
     val_scores, test_scores, fixed_rows, saw = {}, {}, {}, {}
-    for task in GENRE_TASKS:
-        model, thresholds, summary = load_genre_run(run_directory(config, task))
-        row = MODEL_ROWS[task]
+    runs = {MODEL_ROWS[task]: run_directory(config, task) for task in GENRE_TASKS}
+    control = with_overrides(config, {"genre.title_corpus": False})
+    if (run_directory(control, "title") / "summary.json").exists():
+        runs[CONTROL_ROW] = run_directory(control, "title")
+    for row, run_dir in runs.items():
+        model, _, summary = load_genre_run(run_dir)
         val_scores[row], test_scores[row] = model_scores(model, val), model_scores(model, test)
-        fixed_rows[f"{row} @0.5"] = predict(test_scores[row], 0.5)
+        if row in MODEL_ROWS.values():
+            fixed_rows[f"{row} @0.5"] = predict(test_scores[row], 0.5)
         saw[row] = (f"{summary['training_movies']} training movies "
-                    f"({summary['training_title_only_movies']} of them title-only), inputs {summary['inputs']}")
+                    f"({summary['training_title_only_movies']} of them title-only), inputs {summary['inputs']}"
+                    + (f", an ensemble of {len(summary['seeds'])} seeds" if len(summary.get("seeds", [])) > 1 else ""))
 
     title, poster = MODEL_ROWS["title"], MODEL_ROWS["poster"]
     for how in late_fusion.COMBINERS:
         row = f"late fusion: {how}"
         val_scores[row] = late_fusion.fuse(val_scores[title], val_scores[poster], how)
         test_scores[row] = late_fusion.fuse(test_scores[title], test_scores[poster], how)
+    # Learned on validation: its validation scores are out-of-fold, so thresholds see unseen scores.
+    pair = [val_scores[title], val_scores[poster]]
+    val_scores[LEARNED_ROW] = late_fusion.cross_fitted_fusion(pair, val.labels, seed=config["seed"])
+    test_scores[LEARNED_ROW] = late_fusion.LearnedFusion().fit(pair, val.labels).predict(
+        [test_scores[title], test_scores[poster]])
 
     # Baselines, fitted on the training split only.
     train_both = load_split(config, "train", (TITLE, POSTER))
@@ -108,7 +145,16 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
         test_scores[row] = fitted.predict_proba(stacked(test, names))
         saw[row] = f"{len(train_both)} training movies with posters"
 
-    thresholds = {row: tune_thresholds(val.labels, scores) for row, scores in val_scores.items()}
+    # Thresholds are fitted on validation only (test scores never reach fit_thresholds).
+    thresholds = {row: fit_thresholds(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["shrinkage"])
+                  for row, scores in val_scores.items()}
+    validation = {row: out_of_sample_f1(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["repeats"],
+                                        config["seed"], shrinkage=threshold_cfg["shrinkage"])
+                  for row, scores in val_scores.items()}
+    strategies = {row: {strategy: out_of_sample_f1(val.labels, val_scores[row], strategy, threshold_cfg["repeats"],
+                                                   config["seed"], shrinkage=threshold_cfg["shrinkage"])
+                        for strategy in STRATEGIES}
+                  for row in val_scores if row in STRATEGY_ROWS}
     predictions = {row: predict(test_scores[row], thresholds[row]) for row in test_scores}
     tuned_title, tuned_poster = predictions[title], predictions[poster]
     predictions["late fusion: union"] = late_fusion.union(tuned_title, tuned_poster)
@@ -116,26 +162,50 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
     predictions.update(fixed_rows)
     predictions["baseline: Comedy + Drama"] = baselines.constant_prediction(["Comedy", "Drama"], genres, len(test))
 
-    order = [title, poster, *(f"late fusion: {h}" for h in [*late_fusion.COMBINERS, "union", "intersection"]),
-             MODEL_ROWS["fusion"], *fixed_rows, *(r for r in predictions if r.startswith("baseline"))]
+    fusion_rows = [*(f"late fusion: {h}" for h in [*late_fusion.COMBINERS, "union", "intersection"]), LEARNED_ROW,
+                   MODEL_ROWS["fusion"]]
+    order = [title, *([CONTROL_ROW] if CONTROL_ROW in runs else []), poster, *fusion_rows, *fixed_rows,
+             *(r for r in predictions if r.startswith("baseline"))]
     results = {row: multilabel_metrics(test.labels, predictions[row], genres) for row in order}
+
+    boot = Bootstrap.draw(test.labels, config["evaluation"]["bootstrap_resamples"], config["seed"])
+    for row in order:
+        boot.add(row, predictions[row])
+        results[row]["ci"] = boot.intervals(row)
+        for genre, interval in zip(genres, boot.per_genre_f1_intervals(row)):
+            results[row]["per_genre"][genre]["f1_ci"] = [float(v) for v in interval]
+    modalities = {row: modality(row) for row in order if "@0.5" not in row}
+    paired = comparisons.compare_rows(boot, modalities, results, [title, poster])
+    # The headline fusion row is chosen on validation (out-of-sample macro-F1), never on test.
+    headline = max((r for r in fusion_rows if r in validation), key=lambda r: validation[r]["macro_f1"])
+    answer = comparisons.answer(results, boot, title, poster, headline)
 
     digest = hashlib.sha256(yaml.safe_dump([config, data_root], sort_keys=True).encode()).hexdigest()[:10]
     run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{digest}"
     write_config(config, run_dir)
     notes = {
         "test set": f"{len(test)} movies: {test_description}",
-        "thresholds": "per genre, tuned on the validation split to maximise that genre's F1; "
+        "intervals": f"95% percentile bootstrap over the test movies, {boot.n_resamples} resamples shared by "
+                     "every row (so differences are paired); p-values are two-sided bootstrap p-values",
+        "thresholds": f"per genre, fitted on the validation split only (strategy {threshold_cfg['strategy']!r}); "
                       "rows marked @0.5 use a fixed 0.5",
+        "validation macro-F1 (out-of-sample)": {
+            row: round(v["macro_f1"], 4) for row, v in validation.items()},
+        "headline fusion row": f"{headline}, the fusion row with the best out-of-sample validation macro-F1",
         "late fusion": "mean, product and max of the title and poster models' scores, each normalised so that "
-                       "P(g) + P(not g) = 1; union and intersection of their tuned predicted sets",
+                       "P(g) + P(not g) = 1; union and intersection of their predicted sets; learned: per-genre "
+                       "logistic regression on both models' logits, fitted on validation (out-of-fold there)",
         "data each model saw": saw,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    write_report(run_dir, results, len(test), notes=notes)
+    write_report(run_dir, results, len(test), notes=notes, comparisons=paired, answer=answer,
+                 extra={"bootstrap": {"resamples": boot.n_resamples, "level": boot.level, "seed": config["seed"]},
+                        "validation_out_of_sample": validation, "threshold_strategies": strategies},
+                 sections=[strategy_section(strategies)])
     plot_per_genre_f1({row: results[row] for row in order if "@0.5" not in row}, run_dir / "per_genre_f1.png")
-    plot_pr_curves(test.labels, test_scores, run_dir / "pr_curves.png", top=3)
-    (run_dir / "thresholds.json").write_text(json.dumps(
+    plot_pr_curves(test.labels, {r: test_scores[r] for r in order if r in test_scores}, run_dir / "pr_curves.png",
+                   top=3)
+    atomic_write_text(run_dir / "thresholds.json", json.dumps(
         {row: dict(zip(genres, map(float, t))) for row, t in thresholds.items()}, indent=2))
     log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)
     return run_dir

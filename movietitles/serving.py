@@ -9,6 +9,7 @@ core and TensorFlow Text ops, which the stock TF Serving model server links in.
 Signatures (batch-major, as TF Serving wants):
   serving_default: `title` string [B] and/or `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP)
   embeddings:      `title_embedding` float32 [B, Dt] and/or `poster_embedding` float32 [B, Dp]
+                   (and `title_text` string [B], the raw titles, for a classifier with a title n-gram channel)
   both return      `probabilities` float32 [B, G], `predicted` int32 [B, G] (score >= the genre's
                    tuned threshold) and `genres` string [B] (the predicted genre names joined by "|").
 The restored object also has `genre_names` and `thresholds` variables (G genres, in column order).
@@ -27,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from movietitles.features.extract import POSTER, TITLE
+from movietitles.models.genre import TITLE_TEXT
 from movietitles.training.genre import GENRE_TASKS, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, run_directory
 
 log = logging.getLogger(__name__)
@@ -91,11 +93,15 @@ class GenreServingModule(tf.Module):
     def __init__(self, classifier, genres: list[str], thresholds: np.ndarray, text_encoder=None,
                  image_encoder=None):
         super().__init__(name="genre_serving")
-        self.embedding_dims = {t.name: int(t.shape[-1]) for t in classifier.inputs}
-        self.input_names = list(self.embedding_dims)
-        unknown = set(self.input_names) - {TITLE, POSTER}
+        names = [t.name for t in classifier.inputs]
+        unknown = set(names) - {TITLE, POSTER, TITLE_TEXT}
         if unknown:
-            raise ValueError(f"the classifier has input(s) {sorted(unknown)}; expected {TITLE!r} and/or {POSTER!r}")
+            raise ValueError(f"the classifier has input(s) {sorted(unknown)}; expected {TITLE!r} and/or {POSTER!r} "
+                             f"(and {TITLE_TEXT!r})")
+        self.embedding_dims = {t.name: int(t.shape[-1]) for t in classifier.inputs if t.name != TITLE_TEXT}
+        self.input_names = list(self.embedding_dims)
+        # The classifier's n-gram channel reads the raw titles themselves.
+        self.reads_title_text = TITLE_TEXT in names
         if len(genres) != len(thresholds) or len(genres) != classifier.output_shape[-1]:
             raise ValueError(f"{len(genres)} genres, {len(thresholds)} thresholds and "
                              f"{classifier.output_shape[-1]} classifier outputs do not match")
@@ -120,6 +126,8 @@ class GenreServingModule(tf.Module):
         embedding_spec = {f"{name}_embedding": tf.TensorSpec([None, self.embedding_dims[name]], tf.float32,
                                                              name=f"{name}_embedding")
                           for name in self.input_names}
+        if self.reads_title_text:
+            embedding_spec[TITLE_TEXT] = tf.TensorSpec([None], tf.string, name=TITLE_TEXT)
         self.serve = tf.function(self._serve, input_signature=[raw_spec])
         self.serve_embeddings = tf.function(self._serve_embeddings, input_signature=[embedding_spec])
 
@@ -134,10 +142,16 @@ class GenreServingModule(tf.Module):
                 tf.shape(inputs[TITLE])[0], tf.shape(inputs[POSTER])[0],
                 message="title and poster must hold the same number of movies"))
         with tf.control_dependencies(checks):
-            return self._classify({name: self._embed(name, values) for name, values in inputs.items()})
+            features = {name: self._embed(name, values) for name, values in inputs.items()}
+            if self.reads_title_text:
+                features[TITLE_TEXT] = inputs[TITLE]
+            return self._classify(features)
 
     def _serve_embeddings(self, inputs):
-        return self._classify({name: inputs[f"{name}_embedding"] for name in self.input_names})
+        features = {name: inputs[f"{name}_embedding"] for name in self.input_names}
+        if self.reads_title_text:
+            features[TITLE_TEXT] = inputs[TITLE_TEXT]
+        return self._classify(features)
 
     def _embed(self, name, values):
         embed = self._embed_titles if name == TITLE else self._embed_posters
@@ -185,9 +199,11 @@ def warmup_inputs(module: GenreServingModule) -> list[tuple[str, dict[str, np.nd
         raw = {TITLE: np.array(WARMUP_TITLES[:batch], dtype=object),
                POSTER: np.array([example_poster(seed=i) for i in range(batch)], dtype=object)}
         requests.append((SIGNATURE_RAW, {name: raw[name] for name in module.input_names}))
-    requests.append((SIGNATURE_EMBEDDINGS, {
-        f"{name}_embedding": np.random.default_rng(0).normal(size=(2, dim)).astype(np.float32)
-        for name, dim in module.embedding_dims.items()}))
+    embeddings = {f"{name}_embedding": np.random.default_rng(0).normal(size=(2, dim)).astype(np.float32)
+                  for name, dim in module.embedding_dims.items()}
+    if module.reads_title_text:
+        embeddings[TITLE_TEXT] = np.array(WARMUP_TITLES[:2], dtype=object)
+    requests.append((SIGNATURE_EMBEDDINGS, embeddings))
     return requests
 
 

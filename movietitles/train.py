@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from movietitles.config import add_config_arguments, config_from_args
+from movietitles.config import add_config_arguments, config_from_args, with_overrides
 from movietitles.log import setup_logging
 from movietitles.data.prepare import prepare
 from movietitles.features.extract import POSTER, TITLE, extract_features
@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     for task in tasks:
         run_dir = train_genre_model(config, task, strategy, args.fresh)
         print(f"{task} model: {run_dir}")
+    if args.task == "genres" and config["genre"]["title_corpus"]:
+        # The control row of the evaluation: the title model on the movies the poster model sees.
+        control = with_overrides(config, {"genre.title_corpus": False})
+        print(f"title model, poster movies only (control): {train_genre_model(control, 'title', strategy, args.fresh)}")
     return 0
 
 

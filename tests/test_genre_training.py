@@ -23,9 +23,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def test_each_run_keeps_model_thresholds_config_and_tensorboard_logs(tiny_config, trained):
     for task, run_dir in trained.items():
         model, thresholds, summary = load_genre_run(run_dir)
-        assert summary["inputs"] == list(GENRE_TASKS[task])
+        # The default title and fusion models also read the raw title (their n-gram channel).
+        expected = [*GENRE_TASKS[task], *(["title_text"] if task != "poster" else [])]
+        assert sorted(summary["inputs"]) == sorted(expected)
         assert thresholds.shape == (len(tiny_config["data"]["genres"]),)
-        assert sorted(t.name for t in model.inputs) == sorted(GENRE_TASKS[task])
+        assert sorted(t.name for t in model.inputs) == sorted(expected)
         assert yaml.safe_load((run_dir / "config.yaml").read_text()) == tiny_config
         events = {p.parent.name for p in (run_dir / "logs").rglob("events.out.tfevents.*")}
         assert {"train", "validation", "pr_curves"} <= events
@@ -76,6 +78,64 @@ def test_evaluation_reports_every_row_on_the_test_split(tiny_config, trained):
         assert 0.0 <= row["macro_f1"] <= 1.0 and set(row["per_genre"]) == set(tiny_config["data"]["genres"])
     for name in ("report.md", "metrics.csv", "per_genre_f1.png", "pr_curves.png", "config.yaml"):
         assert (run_dir / name).stat().st_size > 0
+
+
+def test_evaluation_carries_intervals_paired_comparisons_and_an_answer(tiny_config, trained):
+    run_dir = evaluate_genres(tiny_config)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["bootstrap"]["resamples"] == tiny_config["evaluation"]["bootstrap_resamples"] >= 1000
+    for name, row in metrics["models"].items():
+        assert set(row["ci"]) == {"micro_precision", "micro_recall", "micro_f1", "macro_f1", "samples_f1",
+                                  "weighted_f1"}
+        for key, (lo, hi) in row["ci"].items():
+            assert lo <= hi and 0.0 <= lo and hi <= 1.0, (name, key)
+        assert all(len(g["f1_ci"]) == 2 for g in row["per_genre"].values())
+    pairs = {(c["row"], c["against"], c["metric"]) for c in metrics["comparisons"]}
+    title, poster, fusion = MODEL_ROWS["title"], MODEL_ROWS["poster"], MODEL_ROWS["fusion"]
+    best_title_baseline = max(("baseline: TF-IDF logreg (title)", "baseline: logreg on title embedding"),
+                              key=lambda r: metrics["models"][r]["macro_f1"])
+    best_single = max((title, poster), key=lambda r: metrics["models"][r]["macro_f1"])
+    assert (title, best_title_baseline, "macro_f1") in pairs
+    assert (poster, "baseline: logreg on poster embedding", "micro_f1") in pairs
+    assert (fusion, "baseline: logreg on title+poster embeddings", "macro_f1") in pairs
+    assert (fusion, best_single, "macro_f1") in pairs
+    for c in metrics["comparisons"]:
+        rows = metrics["models"]
+        assert c["difference"] == pytest.approx(rows[c["row"]][c["metric"]] - rows[c["against"]][c["metric"]])
+        assert c["ci"][0] <= c["ci"][1] and 0.0 < c["p_value"] <= 1.0
+    assert len(metrics["answer"]) == 5 and metrics["answer"][0].startswith("The title alone")
+    report = (run_dir / "report.md").read_text()
+    assert report.index("## Answer") < report.index("| Model |")
+    assert "## Paired comparisons" in report
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["model", "micro_precision", "micro_precision_lo", "micro_precision_hi"]
+
+
+def test_thresholds_are_fitted_on_validation_labels_only(tiny_config, trained, monkeypatch):
+    import movietitles.evaluate as evaluate
+    from movietitles.features.pipeline import load_split
+
+    validation = load_split(tiny_config, "validation").labels
+    test = load_split(tiny_config, "test").labels
+    assert validation.shape != test.shape or not np.array_equal(validation, test)
+    seen = []
+    for name in ("fit_thresholds", "out_of_sample_f1"):
+        original = getattr(evaluate, name)
+
+        def spy(labels, *args, _original=original, **kwargs):
+            seen.append(np.asarray(labels))
+            return _original(labels, *args, **kwargs)
+
+        monkeypatch.setattr(evaluate, name, spy)
+    evaluate.evaluate_genres(tiny_config)
+    assert len(seen) >= 2 * len(MODEL_ROWS)
+    assert all(np.array_equal(labels, validation) for labels in seen)
+
+
+def test_an_unsupported_monitor_is_refused_by_name(tiny_config):
+    config = with_overrides(tiny_config, {"genre.monitor": "val_accuracy"})
+    with pytest.raises(ValueError, match="val_accuracy.*val_oos_macro_f1"):
+        train_genre_model(config, "poster")
 
 
 def free_ports(n):

@@ -54,3 +54,50 @@ def test_predict_uses_greater_or_equal_and_checks_shapes():
         tune_thresholds(scores, scores)
     with pytest.raises(ValueError, match="does not match"):
         tune_thresholds(np.array([[1, 0]]), scores)
+
+
+def _rare_and_common(rng, n):
+    rates = np.array([0.004, 0.01, 0.05, 0.2, 0.4])
+    y = (rng.random((n, rates.size)) < rates).astype(np.int8)
+    scores = 1 / (1 + np.exp(-(rng.normal(size=y.shape) + 1.5 * y - 2)))
+    return y, scores
+
+
+def test_strategies_are_defined_and_unknown_ones_refused():
+    from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds
+
+    y, s = _rare_and_common(np.random.default_rng(2), 1000)
+    found = {strategy: fit_thresholds(y, s, strategy) for strategy in STRATEGIES}
+    assert np.ptp(found["global"]) == 0 and found["global"].shape == (5,)
+    np.testing.assert_array_equal(found["per_genre"], tune_thresholds(y, s))
+    # Infinite shrinkage is the global threshold; none is the per-genre one.
+    np.testing.assert_allclose(fit_thresholds(y, s, "shrunk", shrinkage=1e12), found["global"])
+    np.testing.assert_allclose(fit_thresholds(y, s, "shrunk", shrinkage=0), found["per_genre"])
+    with pytest.raises(ValueError, match="unknown threshold strategy 'best'.*per_genre"):
+        fit_thresholds(y, s, "best")
+
+
+def test_joint_thresholds_improve_micro_plus_macro_over_the_global_start():
+    from movietitles.evaluation.thresholds import fit_thresholds
+
+    y, s = _rare_and_common(np.random.default_rng(3), 2000)
+
+    def objective(t):
+        p = predict(s, t)
+        return f1_score(y, p, average="micro") + f1_score(y, p, average="macro", zero_division=0)
+
+    assert objective(fit_thresholds(y, s, "joint")) > objective(fit_thresholds(y, s, "global")) + 0.01
+
+
+def test_out_of_sample_scores_expose_overfitted_rare_genre_thresholds():
+    """Tuned and scored on the same movies, per-genre thresholds look better than they are."""
+    from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
+
+    y, s = _rare_and_common(np.random.default_rng(4), 1500)
+    in_sample = f1_score(y, predict(s, fit_thresholds(y, s, "per_genre")), average="macro", zero_division=0)
+    out = out_of_sample_f1(y, s, "per_genre", repeats=5, seed=0)
+    assert out["macro_f1"] < in_sample - 0.02
+    y_new, s_new = _rare_and_common(np.random.default_rng(5), 20000)
+    fresh = f1_score(y_new, predict(s_new, fit_thresholds(y, s, "per_genre")), average="macro", zero_division=0)
+    # The out-of-sample estimate is closer to the score on fresh movies than the in-sample one.
+    assert abs(out["macro_f1"] - fresh) < abs(in_sample - fresh)

@@ -51,6 +51,21 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
     return int(rounded)
 
 
+POOLINGS = ("head", "multi_depth")
+# multi_depth: the average-pooled outputs of the last block of these stages, beside the head's.
+MULTI_DEPTH_STAGES = (2, 3, 4, 5, 6)
+
+
+def _stage_ends(variant: str) -> list[int]:
+    """The index of the last block of each stage."""
+    width, depth = _SCALING[variant]
+    ends, total = [], 0
+    for i, (repeats, *_rest) in enumerate(_STAGES):
+        total += int(math.ceil(depth * repeats)) if 0 < i < len(_STAGES) - 1 else repeats
+        ends.append(total - 1)
+    return ends
+
+
 def _block_specs(variant: str) -> list[tuple[int, int, int, int, int]]:
     """One (kernel, stride, expand, in_filters, out_filters) per block."""
     width, depth = _SCALING[variant]
@@ -110,14 +125,20 @@ class _Builder:
 
 
 def build_efficientnet_lite(variant: str = "lite0", include_top: bool = False, weights_path=None, *,
-                            image_size: int | None = None, fold_batch_norm: bool = True) -> keras.Model:
+                            image_size: int | None = None, fold_batch_norm: bool = True,
+                            pooling: str = "head") -> keras.Model:
     """EfficientNet-Lite with its packaged ImageNet weights (or those at `weights_path`).
 
     Input [B, H, W, 3] float32 normalised as (x - 127) / 128 (H = W = `image_size` when given,
     else any size); output the global-average-pooled 1280-d feature, or the 1000 ImageNet
-    logits when `include_top`.
+    logits when `include_top`. `pooling="multi_depth"` appends the average-pooled outputs of
+    stages 2-6 (colour, texture and layout live below the ImageNet-class layer): 1280 + 744 = 2024-d for Lite0.
     """
     _check_variant(variant)
+    if pooling not in POOLINGS or (include_top and pooling != "head"):
+        raise ValueError(f"pooling must be one of {POOLINGS} (head with include_top), got {pooling!r}")
+    stage_ends = {_stage_ends(variant)[stage]: stage for stage in MULTI_DEPTH_STAGES}
+    pooled = []
     builder = _Builder(fold_batch_norm)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = builder.conv_bn(inputs, "stem_conv", "_conv_stem.weight", "_bn0", 32, 3, 2)
@@ -130,8 +151,12 @@ def build_efficientnet_lite(variant: str = "lite0", include_top: bool = False, w
                             depthwise=True)
         h = builder.conv_bn(h, f"block{i}_project", p + "_project_conv.weight", p + "_bn2", out_f, 1, relu6=False)
         x = layers.Add(name=f"block{i}_add")([h, x]) if stride == 1 and in_f == out_f else h
+        if pooling == "multi_depth" and i in stage_ends:
+            pooled.append(layers.GlobalAveragePooling2D(name=f"stage{stage_ends[i]}_avg_pool")(x))
     x = builder.conv_bn(x, "head_conv", "_conv_head.weight", "_bn1", FEATURE_DIM, 1)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooled:
+        x = layers.Concatenate(name="multi_depth")([x, *pooled])
     if include_top:
         x = layers.Dense(1000, name="predictions")(x)
     model = keras.Model(inputs, x, name=f"efficientnet_{variant}")

@@ -129,15 +129,15 @@ def _file_tag(path: Path) -> str:
     return f"{path.stem}.{digest.hexdigest()[:8]}"
 
 
-def _build_lite(name: str, weights, size: int) -> tuple[keras.Model, str]:
+def _build_lite(name: str, weights, size: int, pooling: str = "head") -> tuple[keras.Model, str]:
     variant = name.removeprefix("efficientnet_")
     if weights in (None, "packaged"):
-        return efficientnet_lite.build_efficientnet_lite(variant, image_size=size), name
+        return efficientnet_lite.build_efficientnet_lite(variant, image_size=size, pooling=pooling), name
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"encoders.image.weights: {name} weights file not found: {path} "
                                 "(use null for the packaged ImageNet weights)")
-    model = efficientnet_lite.build_efficientnet_lite(variant, weights_path=path, image_size=size)
+    model = efficientnet_lite.build_efficientnet_lite(variant, weights_path=path, image_size=size, pooling=pooling)
     return model, f"{name}.{_file_tag(path)}"
 
 
@@ -180,6 +180,10 @@ def _settings(cfg: dict) -> tuple[str, str, int]:
     size = cfg.get("image_size") or native
     if not isinstance(size, int) or size < 32:
         raise ValueError(f"encoders.image.image_size must be an integer >= 32 or null, got {size!r}")
+    pooling = cfg.get("pooling", "head")
+    if pooling not in efficientnet_lite.POOLINGS or (pooling != "head" and name == "resnet50"):
+        raise ValueError(f"encoders.image.pooling: {pooling!r} is not one of {efficientnet_lite.POOLINGS} "
+                         "(multi_depth is for efficientnet_lite* encoders)")
     return name, resize, size
 
 
@@ -191,7 +195,13 @@ def image_cache_key(cfg: dict) -> str:
         model_key = "resnet50.imagenet" if name == "resnet50" else name
     else:
         model_key = f"{name}.{_file_tag(Path(weights))}"
-    return f"{model_key}-{resize}{size}"
+    return f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}"
+
+
+def _pooling_suffix(cfg: dict) -> str:
+    """Empty for the default head pooling, so that existing caches keep their key."""
+    pooling = cfg.get("pooling", "head")
+    return "" if pooling == "head" else f"-{pooling.replace('_', '')}"
 
 
 def build_image_encoder(cfg: dict) -> ImageEncoder:
@@ -201,8 +211,8 @@ def build_image_encoder(cfg: dict) -> ImageEncoder:
         model, model_key = _build_resnet50(cfg.get("weights"), size)
         normalize, pad_value = keras.applications.resnet50.preprocess_input, _RESNET_MEAN_RGB
     else:
-        model, model_key = _build_lite(name, cfg.get("weights"), size)
+        model, model_key = _build_lite(name, cfg.get("weights"), size, cfg.get("pooling", "head"))
         normalize, pad_value = _lite_normalize, 127.0
-    cache_key = f"{model_key}-{resize}{size}"
+    cache_key = f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}"
     return ImageEncoder(name, model, size, resize, normalize, pad_value, cache_key=cache_key,
                         batch_size=cfg.get("batch_size", 64))

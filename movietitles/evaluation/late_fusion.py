@@ -95,3 +95,56 @@ def intersection(pred_a: np.ndarray, pred_b: np.ndarray) -> np.ndarray:
     """A genre is predicted only if both models predict it (AND). Returns int8 0/1."""
     a, b = _check_predictions(pred_a, pred_b)
     return (a & b).astype(np.int8)
+
+
+def _logits(scores: list[np.ndarray], genre: int) -> np.ndarray:
+    p = np.column_stack([np.clip(s[:, genre], 1e-6, 1 - 1e-6) for s in scores])
+    return np.log(p / (1.0 - p))
+
+
+class LearnedFusion:
+    """Late fusion with weights learned on validation: per genre, a logistic regression on the models' logits.
+
+    With weights (1, 1) and no bias this is product fusion; learning them lets the stronger model
+    of each genre count more. A genre whose validation labels are all 0 or all 1 keeps product fusion.
+    """
+
+    def __init__(self, C: float = 1.0):
+        self.C = C
+        self.models: list = []
+
+    def fit(self, scores: list[np.ndarray], labels: np.ndarray) -> "LearnedFusion":
+        from sklearn.linear_model import LogisticRegression
+
+        labels = np.asarray(labels)
+        self.models = []
+        for g in range(labels.shape[1]):
+            y = labels[:, g]
+            fitted = None
+            if 0 < y.sum() < len(y):
+                fitted = LogisticRegression(C=self.C, max_iter=1000).fit(_logits(scores, g), y)
+            self.models.append(fitted)
+        return self
+
+    def predict(self, scores: list[np.ndarray]) -> np.ndarray:
+        product = product_fusion(*scores) if len(scores) == 2 else np.mean(scores, axis=0)
+        fused = np.array(product, dtype=np.float64)
+        for g, model in enumerate(self.models):
+            if model is not None:
+                fused[:, g] = model.predict_proba(_logits(scores, g))[:, 1]
+        return fused
+
+
+def cross_fitted_fusion(scores: list[np.ndarray], labels: np.ndarray, folds: int = 5, seed: int = 0,
+                        C: float = 1.0) -> np.ndarray:
+    """Out-of-fold LearnedFusion scores of the movies it learns from (for thresholds and model choice)."""
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(len(labels)) % folds
+    fused = np.zeros(labels.shape, dtype=np.float64)
+    for k in range(folds):
+        held_out = fold_of == k
+        if not held_out.any():  # fewer movies than folds
+            continue
+        learned = LearnedFusion(C).fit([s[~held_out] for s in scores], labels[~held_out])
+        fused[held_out] = learned.predict([s[held_out] for s in scores])
+    return fused

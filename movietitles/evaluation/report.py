@@ -1,4 +1,9 @@
-"""Write an evaluation run's results: metrics.json, metrics.csv and report.md."""
+"""Write an evaluation run's results: metrics.json, metrics.csv and report.md.
+
+A row may carry bootstrap intervals (`"ci": {metric: [lo, hi]}`, and `"f1_ci"` per genre); the
+report then shows each value with its interval. Paired comparisons between rows (see
+`bootstrap.Bootstrap.compare`) and a short answer section are optional.
+"""
 
 from __future__ import annotations
 
@@ -41,10 +46,37 @@ def _cell(text: str) -> str:
     return str(text).replace("|", r"\|")
 
 
-def _bold_best(values: list[float]) -> list[str]:
+def _bold_best(values: list[float], intervals: list | None = None) -> list[str]:
     shown = [f"{v:.3f}" for v in values]
     best = max(shown, key=float)
-    return [f"**{s}**" if s == best else s for s in shown]
+    cells = [f"**{s}**" if s == best else s for s in shown]
+    if intervals is not None:
+        cells = [cell if ci is None else f"{cell} [{ci[0]:.3f}, {ci[1]:.3f}]" for cell, ci in zip(cells, intervals)]
+    return cells
+
+
+def signed_interval(difference: float, ci: list[float]) -> str:
+    """"+0.031 [+0.012, +0.050]": a difference a reader can scan."""
+    return f"{difference:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
+def _p_value(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else "<0.001"
+
+
+def _comparison_lines(comparisons: Sequence[dict]) -> list[str]:
+    if not comparisons:
+        return []
+    rows = [[_cell(c["row"]), _cell(c["against"]), COLUMN_TITLES[c["metric"]],
+             signed_interval(c["difference"], c["ci"]), _p_value(c["p_value"])] for c in comparisons]
+    return ["", "## Paired comparisons", "",
+            "Differences on the same bootstrap resamples of the test movies, with their 95% interval "
+            "and two-sided p-value; an interval that includes 0 is noise.", "",
+            *_table(["Model", "Against", "Metric", "Difference [95% CI]", "p"], rows)]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(_table(header, rows))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -79,57 +111,86 @@ def _bullets(items: Mapping[str, Any] | Sequence[Any], indent: str = "") -> list
 
 
 def render_markdown(results: Mapping[str, dict], test_size: int, notes: Notes = None,
-                    title: str = "Genre prediction results") -> str:
+                    title: str = "Genre prediction results", comparisons: Sequence[dict] = (),
+                    answer: Sequence[str] = (), sections: Sequence[str] = ()) -> str:
     genres = _check_results(results)
     names = list(results)
-    columns = [_bold_best([results[n][key] for n in names]) for key in SUMMARY_KEYS]
+    with_ci = any("ci" in results[n] for n in names)
+    columns = [_bold_best([results[n][key] for n in names],
+                          [results[n].get("ci", {}).get(key) for n in names] if with_ci else None)
+               for key in SUMMARY_KEYS]
     summary_rows = [[_cell(n)] + [col[i] for col in columns] for i, n in enumerate(names)]
     first = results[names[0]]["per_genre"]
     genre_rows = [[_cell(g), str(first[g]["support"])]
                   + _bold_best([results[n]["per_genre"][g]["f1"] for n in names])
                   for g in genres]
+    intervals = " Values in brackets are 95% bootstrap intervals over the test movies." if with_ci else ""
     lines = [
         f"# {title}", "",
-        f"Test set: {test_size} movies. Best value per column in bold.", "",
-        *_table(["Model"] + [COLUMN_TITLES[k] for k in SUMMARY_KEYS], summary_rows), "",
+        *(["## Answer", "", *(f"- {line}" for line in answer), ""] if answer else []),
+        f"Test set: {test_size} movies. Best value per column in bold.{intervals}", "",
+        *_table(["Model"] + [COLUMN_TITLES[k] for k in SUMMARY_KEYS], summary_rows),
+        *_comparison_lines(comparisons), "",
         "## Per-genre F1", "",
         "Best model per genre in bold.", "",
         *_table(["Genre", "Support"] + names, genre_rows),
+        *(line for section in sections for line in ("", section.rstrip("\n"))),
         *_notes_markdown(notes),
     ]
     return "\n".join(lines) + "\n"
 
 
 def render_csv(results: Mapping[str, dict]) -> str:
+    """One line per model; with intervals, each metric is followed by its `_lo` and `_hi` columns."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["model", *SUMMARY_KEYS])
+    with_ci = any("ci" in row for row in results.values())
+    if with_ci:
+        writer.writerow(["model", *(f"{k}{end}" for k in SUMMARY_KEYS for end in ("", "_lo", "_hi"))])
+    else:
+        writer.writerow(["model", *SUMMARY_KEYS])
     for name, row in results.items():
-        writer.writerow([name, *(repr(float(row[k])) for k in SUMMARY_KEYS)])
+        cells = []
+        for key in SUMMARY_KEYS:
+            cells.append(repr(float(row[key])))
+            if with_ci:
+                cells += [repr(float(v)) for v in row["ci"][key]] if "ci" in row else ["", ""]
+        writer.writerow([name, *cells])
     return buffer.getvalue()
 
 
 def write_report(run_dir: str | Path, results: Mapping[str, dict], test_size: int,
-                 notes: Notes = None, title: str = "Genre prediction results") -> dict[str, Path]:
+                 notes: Notes = None, title: str = "Genre prediction results",
+                 comparisons: Sequence[dict] = (), answer: Sequence[str] = (),
+                 extra: Mapping[str, Any] | None = None, sections: Sequence[str] = ()) -> dict[str, Path]:
     """Write metrics.json, metrics.csv and report.md into run_dir; return their paths.
 
-    results maps a row (model) name to multilabel_metrics(...) output, all on one test set.
-    notes (a string, a list of lines or a mapping, JSON-serialisable) goes to both
-    metrics.json ("notes") and the end of report.md.
+    results maps a row (model) name to multilabel_metrics(...) output, all on one test set, with
+    optional bootstrap intervals ("ci", and "f1_ci" per genre). notes (a string, a list of lines or
+    a mapping, JSON-serialisable) goes to both metrics.json ("notes") and the end of report.md;
+    comparisons and answer go to both too; extra (JSON-serialisable) to metrics.json only, and
+    sections (markdown, each with its own heading) to report.md only, before the notes.
     """
     _check_results(results)
     run_dir = Path(run_dir)
     payload: dict[str, Any] = {
         "models": {name: {**{k: float(row[k]) for k in SUMMARY_KEYS},
+                          **({"ci": row["ci"]} if "ci" in row else {}),
                           "per_genre": row["per_genre"]}
                    for name, row in results.items()},
         "test_size": int(test_size),
     }
+    if comparisons:
+        payload["comparisons"] = list(comparisons)
+    if answer:
+        payload["answer"] = list(answer)
+    payload.update(extra or {})
     if notes is not None:
         payload["notes"] = notes
     paths = {"json": run_dir / "metrics.json", "csv": run_dir / "metrics.csv",
              "markdown": run_dir / "report.md"}
     atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
     atomic_write_text(paths["csv"], render_csv(results))
-    atomic_write_text(paths["markdown"], render_markdown(results, test_size, notes, title))
+    atomic_write_text(paths["markdown"], render_markdown(results, test_size, notes, title, comparisons, answer,
+                                                                 sections))
     return paths

@@ -3,12 +3,18 @@
 One functional architecture serves all three: each input is standardised (a Normalization
 layer adapted on the training embeddings), several inputs are joined with Concatenate (early
 fusion), then dense layers and one sigmoid output per genre.
+
+A model may also read the raw title (`title_text`): word 1-2-grams and character 2-5-grams with
+TF-IDF weights (Keras TextVectorization, adapted on the training titles, so it serves in-graph),
+each through a linear layer whose genre logits add to those of the embedding branch. It catches
+the lexical cues (franchise words, "Christmas", sequel digits) that a sentence embedding blurs.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 
@@ -39,16 +45,81 @@ def positive_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
     return np.clip(negatives / np.maximum(positives, 1.0), 1.0, max_weight).astype(np.float32)
 
 
+TITLE_TEXT = "title_text"
+# (name, TextVectorization split, n-gram sizes)
+TEXT_VIEWS = (("word", "whitespace", (1, 2)), ("char", "character", (2, 3, 4, 5)))
+
+
+@keras.saving.register_keras_serializable(package="movietitles")
+class SublinearTfIdf(keras.layers.Layer):
+    """Sparse n-gram counts -> scikit-learn's TfidfVectorizer(sublinear_tf=True) rows, L2-normalised.
+
+    Keras' own TextVectorization(output_mode="tf_idf", sparse=True) fails at call time in Keras 3.15
+    (a GatherNd rank error), so the counts come from TextVectorization and the weighting is here.
+    """
+
+    def __init__(self, vocabulary_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = int(vocabulary_size)
+        self.idf = self.add_weight(shape=(self.vocabulary_size,), initializer="ones", trainable=False, name="idf")
+
+    def adapt(self, counts: list) -> None:
+        """`counts`: the training titles' sparse count batches. Smooth IDF: ln((1 + n) / (1 + df)) + 1."""
+        df, n = np.zeros(self.vocabulary_size), 0
+        for batch in counts:
+            np.add.at(df, batch.indices[:, 1].numpy(), 1.0)
+            n += int(batch.dense_shape[0])
+        idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        idf[0] = 0.0  # n-grams outside the vocabulary (TextVectorization's index 0) are ignored, as in scikit-learn
+        self.idf.assign(idf)
+
+    def call(self, counts):
+        weighted = (1.0 + tf.math.log(tf.cast(counts.values, tf.float32))) * tf.gather(self.idf, counts.indices[:, 1])
+        rows = counts.indices[:, 0]
+        norm = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(weighted), rows, tf.cast(counts.dense_shape[0], tf.int32)))
+        return tf.SparseTensor(counts.indices, weighted / tf.gather(tf.maximum(norm, 1e-12), rows), counts.dense_shape)
+
+    def compute_output_spec(self, counts):
+        return keras.KerasTensor(counts.shape, dtype="float32", sparse=True)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size}
+
+
+def text_logits(text_input, titles: np.ndarray, n_genres: int, max_tokens: int):
+    """Genre logits from the TF-IDF n-grams of the raw title: one sparse linear layer per view.
+
+    Each vocabulary keeps the `max_tokens` most frequent n-grams of the training titles.
+    """
+    logits = []
+    for view, split, ngrams in TEXT_VIEWS:
+        count = keras.layers.TextVectorization(
+            max_tokens=max_tokens, standardize="lower_and_strip_punctuation", split=split, ngrams=ngrams,
+            output_mode="count", sparse=True, name=f"{view}_counts")
+        count.adapt(titles, batch_size=4096)
+        tfidf = SublinearTfIdf(count.vocabulary_size(), name=f"{view}_tfidf")
+        tfidf.adapt([count(titles[i:i + 4096]) for i in range(0, len(titles), 4096)])
+        logits.append(keras.layers.Dense(n_genres, name=f"{view}_logits")(tfidf(count(text_input))))
+    return logits
+
+
 def build_genre_model(
     inputs: dict[str, np.ndarray],
     genres: list[str],
     hidden_units=(512,),
     dropout: float = 0.3,
     name: str = "genre_classifier",
+    text_max_tokens: int = 100_000,
 ) -> keras.Model:
-    """`inputs` maps input name → training embeddings (used to adapt the standardisation)."""
-    model_inputs, branches = {}, []
+    """`inputs` maps input name → training embeddings (used to adapt the standardisation), or, for
+    `title_text`, the training titles (used to adapt the n-gram vocabularies and IDF weights)."""
+    model_inputs, branches, extra_logits = {}, [], []
     for input_name, train_features in inputs.items():
+        if input_name == TITLE_TEXT:
+            text_input = keras.Input(shape=(), dtype="string", name=TITLE_TEXT)
+            model_inputs[TITLE_TEXT] = text_input
+            extra_logits = text_logits(text_input, np.asarray(train_features, dtype=str), len(genres), text_max_tokens)
+            continue
         layer_input = keras.Input(shape=(train_features.shape[1],), name=input_name)
         normalise = keras.layers.Normalization(name=f"{input_name}_standardise")
         normalise.adapt(train_features)
@@ -59,5 +130,9 @@ def build_genre_model(
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(len(genres), activation="sigmoid", name="genres")(x)
-    return keras.Model(model_inputs, outputs, name=name)
+    if not extra_logits:
+        outputs = keras.layers.Dense(len(genres), activation="sigmoid", name="genres")(x)
+        return keras.Model(model_inputs, outputs, name=name)
+    logits = keras.layers.Add(name="logits")([keras.layers.Dense(len(genres), name="embedding_logits")(x),
+                                               *extra_logits])
+    return keras.Model(model_inputs, keras.layers.Activation("sigmoid", name="genres")(logits), name=name)

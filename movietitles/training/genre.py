@@ -19,26 +19,29 @@ import keras
 import numpy as np
 import yaml
 
-from movietitles.config import write_config
-from movietitles.evaluation.thresholds import tune_thresholds
+from movietitles.config import with_overrides, write_config
+from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_write_text
-from movietitles.models.genre import WeightedBinaryCrossentropy, build_genre_model, positive_weights
+from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
 from movietitles.tensorboard_logs import write_pr_curves, write_projector
 from movietitles.training.distribute import is_chief, make_strategy
-from movietitles.training.loop import predict_scores, train_loop
+from movietitles.training.loop import check_monitor, predict_scores, train_loop
 
 log = logging.getLogger(__name__)
 
 GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
+ENCODER_OF = {TITLE: "text", POSTER: "image"}
 MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
 
 
 def run_directory(config: dict, task: str) -> Path:
     """Deterministic in what shapes the model, so re-running a command finds (and resumes) its run."""
     genre = {k: v for k, v in config["genre"].items() if k != "models"}
-    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "encoders": config["encoders"],
+    # Only the encoders the task reads: a new image encoder does not retrain the title model.
+    encoders = {ENCODER_OF[kind]: config["encoders"][ENCODER_OF[kind]] for kind in GENRE_TASKS[task]}
+    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "encoders": encoders,
                "genre": genre, "model": config["genre"]["models"][task]}
     digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
     return Path(config["genre"]["runs_dir"]) / f"{task}-{digest}"
@@ -51,6 +54,14 @@ def evaluation_features(config: dict, split: str, task: str) -> Features:
     return features
 
 
+def model_inputs(model: keras.Model, features: Features) -> dict[str, np.ndarray]:
+    """What `model` reads, by input name: cached embeddings, and the raw titles for `title_text`."""
+    def column(name):
+        return features.movies["title"].to_numpy(dtype=str) if name == TITLE_TEXT else features.inputs[name]
+
+    return {tensor.name: column(tensor.name) for tensor in model.inputs}
+
+
 def example_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
     """`sample_weight` imbalance: a movie weighs as much as its rarest genre (capped), mean 1."""
     per_genre = positive_weights(labels, max_weight)
@@ -59,14 +70,25 @@ def example_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
 
 
 def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = False) -> Path:
-    """`strategy`: a tf.distribute strategy (made with make_strategy before any other TF work), or None."""
+    """`strategy`: a tf.distribute strategy (made with make_strategy before any other TF work), or None.
+
+    With `genre.models.<task>.ensemble: N` > 1, trains N members (seeds seed, seed+1, ...; each an ordinary run of
+    its own) and saves their average as this run's model, so that it evaluates and exports as one.
+    """
     gcfg = config["genre"]
+    check_monitor(gcfg["monitor"])
     run_dir = run_directory(config, task)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     if (run_dir / SUMMARY_FILE).exists():
         log.info("%s model already trained in %s (use --fresh to retrain)", task, run_dir)
         return run_dir
+    members = gcfg["models"][task].get("ensemble", 1)
+    if members > 1:
+        members = [train_genre_model(with_overrides(config, {"seed": config["seed"] + k,
+                                                             f"genre.models.{task}.ensemble": 1}), task, strategy, fresh)
+                   for k in range(members)]
+        return _average_members(config, task, run_dir, members) if is_chief() else run_dir
     out_dir = run_dir if is_chief() else run_dir / "workers" / str(os.getpid())
     keras.utils.set_random_seed(config["seed"])
 
@@ -79,32 +101,37 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     if imbalance not in ("pos_weight", "sample_weight", "none"):
         raise ValueError(f"genre.imbalance must be pos_weight, sample_weight or none, got {imbalance!r}")
     strategy = strategy or make_strategy("default")
+    architecture = dict(gcfg["models"][task])
+    text_channel = architecture.pop("text_channel", False)
+    architecture.pop("ensemble", None)
+    inputs = {**train.inputs, **({TITLE_TEXT: train.movies["title"].to_numpy(dtype=str)} if text_channel else {})}
     with strategy.scope():
-        model = build_genre_model(train.inputs, train.genres, name=f"{task}_genres", **gcfg["models"][task])
+        model = build_genre_model(inputs, train.genres, name=f"{task}_genres_{config['seed']}", **architecture)
         loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, gcfg["max_pos_weight"]), reduction=None)
                 if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy(reduction=None))
         optimizer = keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"])
 
     weights = (example_weights(train.labels, gcfg["max_pos_weight"]) if imbalance == "sample_weight"
                else np.ones(len(train), np.float32))
-    train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights)
+    train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights,
+                            with_text=text_channel)
     write_config(config, out_dir)
-    result = train_loop(model, optimizer, loss, train_ds, val.inputs, val.labels, strategy, out_dir,
+    result = train_loop(model, optimizer, loss, train_ds, model_inputs(model, val), val.labels, strategy, out_dir,
                         epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
-                        monitor=gcfg["monitor"])
+                        monitor=gcfg["monitor"], thresholds=gcfg["thresholds"])
     model.save(out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir
 
-    scores = predict_scores(model, val.inputs)
-    thresholds = tune_thresholds(val.labels, scores)
+    scores = predict_scores(model, model_inputs(model, val))
+    thresholds = fit_thresholds(val.labels, scores, gcfg["thresholds"]["strategy"], gcfg["thresholds"]["shrinkage"])
     atomic_write_text(out_dir / THRESHOLDS_FILE,
                       json.dumps(dict(zip(train.genres, map(float, thresholds))), indent=2))
     write_pr_curves(out_dir / "logs", val.labels, scores, train.genres)
     write_projector(out_dir / "logs", val.inputs, val.movies["title"].tolist(), val.movies["genres"].tolist())
     summary = {
         "task": task,
-        "inputs": list(GENRE_TASKS[task]),
+        "inputs": [tensor.name for tensor in model.inputs],
         "training_movies": len(train),
         "training_title_only_movies": int((~train.movies["has_poster"]).sum()),
         "validation_movies": len(val),
@@ -119,6 +146,32 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     shutil.rmtree(out_dir / "backup", ignore_errors=True)
     log.info("%s model: %s", task, summary)
     return out_dir
+
+
+def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]) -> Path:
+    """One Keras model averaging the members' genre probabilities, with its own thresholds and summary."""
+    models = [keras.saving.load_model(member / MODEL_FILE) for member in members]
+    first = models[0]
+    inputs = {t.name: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in first.inputs}
+    outputs = [model({t.name: inputs[t.name] for t in model.inputs}) for model in models]
+    ensemble = keras.Model(inputs, keras.layers.Average(name="genres")(outputs), name=f"{task}_genres_ensemble")
+    val = evaluation_features(config, "validation", task)
+    scores = predict_scores(ensemble, model_inputs(ensemble, val))
+    tcfg = config["genre"]["thresholds"]
+    thresholds = fit_thresholds(val.labels, scores, tcfg["strategy"], tcfg["shrinkage"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(config, run_dir)
+    ensemble.save(run_dir / MODEL_FILE)
+    atomic_write_text(run_dir / THRESHOLDS_FILE, json.dumps(dict(zip(val.genres, map(float, thresholds))), indent=2))
+    member_summaries = [json.loads((member / SUMMARY_FILE).read_text()) for member in members]
+    summary = {**member_summaries[0], "members": [str(m) for m in members],
+               "seeds": [config["seed"] + k for k in range(len(members))],
+               "best_epoch": [m["best_epoch"] for m in member_summaries],
+               "validation_oos_macro_f1": out_of_sample_f1(val.labels, scores, tcfg["strategy"], tcfg["repeats"],
+                                                           config["seed"], shrinkage=tcfg["shrinkage"])["macro_f1"]}
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+    log.info("%s ensemble of %d seeds: %s", task, len(members), run_dir)
+    return run_dir
 
 
 def load_genre_run(run_dir: Path) -> tuple[keras.Model, np.ndarray, dict]:

@@ -17,9 +17,20 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import f1_score
 
-from movietitles.evaluation.thresholds import predict, tune_thresholds
+from movietitles.evaluation.thresholds import out_of_sample_f1, predict, tune_thresholds
 
 log = logging.getLogger(__name__)
+
+
+# Early-stopping scores; higher is better. Only val_oos_macro_f1 is both tuned like the model will be
+# used and scored on movies its thresholds were not tuned on.
+MONITORS = ("val_oos_macro_f1", "val_tuned_macro_f1", "val_macro_f1", "val_micro_f1")
+
+
+def check_monitor(monitor: str) -> str:
+    if monitor not in MONITORS:
+        raise ValueError(f"genre.monitor: unsupported early-stopping score {monitor!r}; choose one of {MONITORS}")
+    return monitor
 
 
 @dataclass
@@ -33,12 +44,13 @@ class LoopResult:
 def predict_scores(model, inputs: dict[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
     """Plain forward passes: unlike `model.predict`, safe under every strategy."""
     rows = len(next(iter(inputs.values())))
-    return np.concatenate([keras.ops.convert_to_numpy(model({k: v[i:i + batch_size] for k, v in inputs.items()},
-                                                            training=False))
-                           for i in range(0, rows, batch_size)])
+    return np.concatenate([keras.ops.convert_to_numpy(
+        model({k: tf.convert_to_tensor(v[i:i + batch_size]) for k, v in inputs.items()}, training=False))
+        for i in range(0, rows, batch_size)])
 
 
-def _validation_logs(model, inputs: dict[str, np.ndarray], labels: np.ndarray, loss_fn) -> dict[str, float]:
+def _validation_logs(model, inputs: dict[str, np.ndarray], labels: np.ndarray, loss_fn,
+                     thresholds: dict) -> dict[str, float]:
     scores = predict_scores(model, inputs)
     predicted = scores >= 0.5
     tuned = predict(scores, tune_thresholds(labels, scores))
@@ -48,6 +60,8 @@ def _validation_logs(model, inputs: dict[str, np.ndarray], labels: np.ndarray, l
         "val_macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
         # With per-genre thresholds tuned on validation, as the model will be used.
         "val_tuned_macro_f1": float(f1_score(labels, tuned, average="macro", zero_division=0)),
+        # Thresholds of the configured strategy tuned on one half of validation, scored on the other.
+        "val_oos_macro_f1": out_of_sample_f1(labels, scores, **thresholds)["macro_f1"],
     }
 
 
@@ -63,9 +77,15 @@ def train_loop(
     epochs: int,
     patience: int,
     global_batch_size: int,
-    monitor: str = "val_tuned_macro_f1",
+    monitor: str = "val_oos_macro_f1",
+    thresholds: dict | None = None,
 ) -> LoopResult:
-    """`train_ds` yields global batches `(inputs, labels, weights)`; `loss_fn` returns per-example losses."""
+    """`train_ds` yields global batches `(inputs, labels, weights)`; `loss_fn` returns per-example losses.
+
+    `thresholds`: options of `out_of_sample_f1` (strategy, shrinkage, repeats, seed) for val_oos_macro_f1.
+    """
+    check_monitor(monitor)
+    thresholds = thresholds or {}
     dist_ds = strategy.experimental_distribute_dataset(train_ds)
 
     def replica_step(inputs, labels, weights):
@@ -106,7 +126,7 @@ def train_loop(
         for inputs, labels, weights in dist_ds:
             total += float(train_step(inputs, labels, weights))
             steps += 1
-        logs = {"loss": total / max(steps, 1), **_validation_logs(model, val_inputs, val_labels, loss_fn)}
+        logs = {"loss": total / max(steps, 1), **_validation_logs(model, val_inputs, val_labels, loss_fn, thresholds)}
         result.history.append(logs)
         result.epochs_in_this_session += 1
         with train_writer.as_default(step=epoch):
@@ -114,7 +134,7 @@ def train_loop(
             for weight in model.weights:
                 tf.summary.histogram(weight.path, keras.ops.convert_to_numpy(weight))
         with val_writer.as_default(step=epoch):
-            for name in ("loss", "micro_f1", "macro_f1", "tuned_macro_f1"):
+            for name in ("loss", "micro_f1", "macro_f1", "tuned_macro_f1", "oos_macro_f1"):
                 tf.summary.scalar(f"epoch_{name}", logs[f"val_{name}"])
         improved = logs[monitor] > float(best_f1.numpy())
         if improved:
