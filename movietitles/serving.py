@@ -172,8 +172,11 @@ class GenreServingModule(tf.Module):
         images = preprocess_posters(self._image_encoder, posters)
         return tf.cast(self.image_model(images, training=False), tf.float32)
 
-    def _classify(self, embeddings):
-        probabilities = tf.cast(self.classifier(embeddings, training=False), tf.float32)
+    def _classify(self, features):
+        # An empty batch skips the classifier (its n-gram counting fails on zero titles).
+        rows = tf.shape(next(iter(features.values())))[0]
+        probabilities = tf.cond(rows > 0, lambda: tf.cast(self.classifier(features, training=False), tf.float32),
+                                lambda: tf.zeros([0, self.thresholds.shape[0]], tf.float32))
         predicted = probabilities >= self.thresholds
         names = tf.ragged.boolean_mask(tf.broadcast_to(self.genre_names, tf.shape(predicted)), predicted)
         return {"probabilities": probabilities, "predicted": tf.cast(predicted, tf.int32),

@@ -61,7 +61,10 @@ for task, version_dir in exports.items():
     serve, embeddings = model.signatures["serving_default"], model.signatures["embeddings"]
     names = sorted(serve.structured_input_signature[1])
     out = serve(**{name: raw[name] for name in names})
-    emb = embeddings(**{f"{n}_embedding": tf.constant(np.load(work / f"{n}_embedding.npy")) for n in names})
+    emb_inputs = {f"{n}_embedding": tf.constant(np.load(work / f"{n}_embedding.npy")) for n in names}
+    if "title_text" in embeddings.structured_input_signature[1]:  # the model's n-gram channel reads raw titles
+        emb_inputs["title_text"] = raw["title"]
+    emb = embeddings(**emb_inputs)
     np.save(work / f"{task}_probabilities.npy", out["probabilities"].numpy())
     np.save(work / f"{task}_predicted.npy", out["predicted"].numpy())
     np.save(work / f"{task}_embeddings_probabilities.npy", emb["probabilities"].numpy())
@@ -111,7 +114,8 @@ def reference(trained, encoders, samples):
     scores = {}
     for task, inputs in GENRE_TASKS.items():
         model, thresholds, _ = load_genre_run(trained[task])
-        scores[task] = (model.predict({k: embeddings[k] for k in inputs}, verbose=0), thresholds)
+        features = {**embeddings, "title_text": tf.constant(titles)}
+        scores[task] = (model.predict({t.name: features[t.name] for t in model.inputs}, verbose=0), thresholds)
     return embeddings, scores
 
 
@@ -179,7 +183,9 @@ def test_signatures_take_raw_inputs_and_embeddings(loaded, tiny_config):
         assert {k: (s.dtype, s.shape.as_list()) for k, s in raw.structured_input_signature[1].items()} == {
             name: (tf.string, [None]) for name in names}
         emb = model.signatures["embeddings"].structured_input_signature[1]
-        assert sorted(emb) == sorted(f"{name}_embedding" for name in names)
+        # The title and fusion models' n-gram channel also reads the raw titles there.
+        assert sorted(emb) == sorted([f"{name}_embedding" for name in names]
+                                     + (["title_text"] if "title" in names else []))
         for signature in ("serving_default", "embeddings"):
             assert set(model.signatures[signature].structured_outputs) == set(OUTPUTS)
         assert [g.decode() for g in model.genre_names.numpy()] == tiny_config["data"]["genres"]
