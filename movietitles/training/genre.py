@@ -83,11 +83,11 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     if (run_dir / SUMMARY_FILE).exists():
         log.info("%s model already trained in %s (use --fresh to retrain)", task, run_dir)
         return run_dir
-    members = gcfg["models"][task].get("ensemble", 1)
-    if members > 1:
+    ensemble_size = gcfg["models"][task].get("ensemble", 1)
+    if ensemble_size > 1:
         members = [train_genre_model(with_overrides(config, {"seed": config["seed"] + k,
                                                              f"genre.models.{task}.ensemble": 1}), task, strategy, fresh)
-                   for k in range(members)]
+                   for k in range(ensemble_size)]
         return _average_members(config, task, run_dir, members) if is_chief() else run_dir
     out_dir = run_dir if is_chief() else run_dir / "workers" / str(os.getpid())
     keras.utils.set_random_seed(config["seed"])
@@ -124,9 +124,7 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
         return out_dir
 
     scores = predict_scores(model, model_inputs(model, val))
-    thresholds = fit_thresholds(val.labels, scores, gcfg["thresholds"]["strategy"], gcfg["thresholds"]["shrinkage"])
-    atomic_write_text(out_dir / THRESHOLDS_FILE,
-                      json.dumps(dict(zip(train.genres, map(float, thresholds))), indent=2))
+    save_thresholds(out_dir, val, scores, gcfg["thresholds"])
     write_pr_curves(out_dir / "logs", val.labels, scores, train.genres)
     write_projector(out_dir / "logs", val.inputs, val.movies["title"].tolist(), val.movies["genres"].tolist())
     summary = {
@@ -148,6 +146,12 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     return out_dir
 
 
+def save_thresholds(run_dir: Path, val: Features, scores: np.ndarray, threshold_cfg: dict) -> None:
+    """Per-genre thresholds fitted on the validation scores, by the configured strategy, as JSON."""
+    thresholds = fit_thresholds(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["shrinkage"])
+    atomic_write_text(run_dir / THRESHOLDS_FILE, json.dumps(dict(zip(val.genres, map(float, thresholds))), indent=2))
+
+
 def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]) -> Path:
     """One Keras model averaging the members' genre probabilities, with its own thresholds and summary."""
     models = [keras.saving.load_model(member / MODEL_FILE) for member in members]
@@ -158,11 +162,9 @@ def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]
     val = evaluation_features(config, "validation", task)
     scores = predict_scores(ensemble, model_inputs(ensemble, val))
     tcfg = config["genre"]["thresholds"]
-    thresholds = fit_thresholds(val.labels, scores, tcfg["strategy"], tcfg["shrinkage"])
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_config(config, run_dir)
     ensemble.save(run_dir / MODEL_FILE)
-    atomic_write_text(run_dir / THRESHOLDS_FILE, json.dumps(dict(zip(val.genres, map(float, thresholds))), indent=2))
+    save_thresholds(run_dir, val, scores, tcfg)
     member_summaries = [json.loads((member / SUMMARY_FILE).read_text()) for member in members]
     summary = {**member_summaries[0], "members": [str(m) for m in members],
                "seeds": [config["seed"] + k for k in range(len(members))],
