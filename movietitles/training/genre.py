@@ -23,7 +23,7 @@ from movietitles.config import write_config
 from movietitles.evaluation.thresholds import tune_thresholds
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
-from movietitles.io import atomic_write_text
+from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import WeightedBinaryCrossentropy, build_genre_model, positive_weights
 from movietitles.tensorboard_logs import write_pr_curves, write_projector
 from movietitles.training.distribute import is_chief, make_strategy
@@ -92,7 +92,7 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     result = train_loop(model, optimizer, loss, train_ds, val.inputs, val.labels, strategy, out_dir,
                         epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
                         monitor=gcfg["monitor"])
-    model.save(out_dir / MODEL_FILE)
+    atomic_save_model(model, out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir
 
