@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from movietitles.config import add_config_arguments, config_from_args, with_overrides, write_config
+from movietitles.config import add_config_arguments, config_from_args, write_config
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, late_fusion
 from movietitles.evaluation.metrics import multilabel_metrics
+from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
 from movietitles.evaluation.plots import plot_per_genre_f1, plot_pr_curves
 from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import predict, tune_thresholds
@@ -40,24 +41,6 @@ log = logging.getLogger("movietitles.evaluate")
 MODEL_ROWS = {"title": "title (BERT)", "poster": "poster (CNN)", "fusion": "early fusion (Method 2)"}
 
 
-def other_dataset_config(config: dict, data_root: str) -> dict:
-    """The config that prepares and embeds another dataset beside the default one."""
-    name = Path(data_root).resolve().name
-    prepared_dir = str(Path(config["data"]["prepared_dir"]).parent / f"eval-{name}")
-    return with_overrides(config, {"data.root": data_root, "data.prepared_dir": prepared_dir,
-                                   "features.cache_dir": f"{prepared_dir}/features"})
-
-
-def load_target(config: dict, data_root: str | None) -> tuple[Features, str]:
-    if data_root is None:
-        return load_split(config, "test", (TITLE, POSTER)), "test split"
-    from movietitles.train import ensure_features
-
-    other = other_dataset_config(config, data_root)
-    ensure_features(other, (TITLE, POSTER))
-    return load_split(other, "all", (TITLE, POSTER)), f"every labelled movie with a poster in {data_root}"
-
-
 def model_scores(model, features: Features) -> np.ndarray:
     return predict_scores(model, {tensor.name: features.inputs[tensor.name] for tensor in model.inputs})
 
@@ -66,11 +49,11 @@ def stacked(features: Features, names: list[str]) -> np.ndarray:
     return np.concatenate([features.inputs[name] for name in names], axis=1)
 
 
-def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
+def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> Path:
     started = time.perf_counter()
     gcfg = config["genre"]
     val = load_split(config, "validation", (TITLE, POSTER))
-    test, test_description = load_target(config, data_root)
+    test, test_description, overlap = load_target(config, data_root, keep_overlap)
     if not len(test):
         raise ValueError(f"no labelled movie with a poster to evaluate on ({test_description})")
     genres = val.genres
@@ -120,7 +103,8 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
              MODEL_ROWS["fusion"], *fixed_rows, *(r for r in predictions if r.startswith("baseline"))]
     results = {row: multilabel_metrics(test.labels, predictions[row], genres) for row in order}
 
-    digest = hashlib.sha256(yaml.safe_dump([config, data_root], sort_keys=True).encode()).hexdigest()[:10]
+    what = [config, data_root] + (["keep_overlap"] if keep_overlap else [])
+    digest = hashlib.sha256(yaml.safe_dump(what, sort_keys=True).encode()).hexdigest()[:10]
     run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{digest}"
     write_config(config, run_dir)
     notes = {
@@ -130,6 +114,7 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
         "late fusion": "mean, product and max of the title and poster models' scores, each normalised so that "
                        "P(g) + P(not g) = 1; union and intersection of their tuned predicted sets",
         "data each model saw": saw,
+        **({"films the training split already holds": overlap} if overlap else {}),
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_report(run_dir, results, len(test), notes=notes)
@@ -149,12 +134,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="genres: the genre table; generator: the title generator; "
                              "embeddings: train and compare the generator's embedding choices")
     parser.add_argument("--data", metavar="ROOT", help="evaluate on every movie of another dataset")
+    parser.add_argument("--keep-overlap", action="store_true",
+                        help="--data: also evaluate on films the training split holds (same id, title or poster)")
     parser.add_argument("--pairs", metavar="CSV", help="generator: score a file of poster,title pairs")
     args = parser.parse_args(argv)
     setup_logging()
     config = config_from_args(args)
     if args.task == "genres":
-        run_dir = evaluate_genres(config, args.data)
+        run_dir = evaluate_genres(config, args.data, args.keep_overlap)
     else:
         from movietitles.evaluation import generator_report
 

@@ -62,11 +62,12 @@ def _table(header: list[str], rows: list[list]) -> str:
 def evaluation_set(config: dict, tokenizer, data_root: str | None):
     if data_root is None:
         return poster_titles(config, "test", tokenizer), "test split"
-    from movietitles.evaluate import other_dataset_config
+    from movietitles.evaluation.other_data import ensure_prepared, other_dataset_config
     from movietitles.features.extract import POSTER, TITLE
     from movietitles.train import ensure_features
 
     other = other_dataset_config(config, data_root)
+    ensure_prepared(other)
     ensure_features(other, (TITLE, POSTER))
     return poster_titles(other, "all", tokenizer), f"every movie with a poster in {data_root}"
 
