@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from movietitles.config import add_config_arguments, config_from_args, with_overrides, write_config
+from movietitles.config import add_config_arguments, config_from_args, write_config
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, comparisons, late_fusion
 from movietitles.evaluation.bootstrap import Bootstrap
 from movietitles.evaluation.metrics import multilabel_metrics
+from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
 from movietitles.evaluation.plots import plot_per_genre_f1, plot_pr_curves
 from movietitles.evaluation.report import markdown_table, write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
@@ -45,24 +46,6 @@ CONTROL_ROW = "title (BERT), trained on poster movies only"
 LEARNED_ROW = "late fusion: learned"
 STRATEGY_ROWS = (*MODEL_ROWS.values(), "late fusion: product", LEARNED_ROW, "baseline: TF-IDF logreg (title)",
                  "baseline: logreg on poster embedding", "baseline: logreg on title+poster embeddings")
-
-
-def other_dataset_config(config: dict, data_root: str) -> dict:
-    """The config that prepares and embeds another dataset beside the default one."""
-    name = Path(data_root).resolve().name
-    prepared_dir = str(Path(config["data"]["prepared_dir"]).parent / f"eval-{name}")
-    return with_overrides(config, {"data.root": data_root, "data.prepared_dir": prepared_dir,
-                                   "features.cache_dir": f"{prepared_dir}/features"})
-
-
-def load_target(config: dict, data_root: str | None) -> tuple[Features, str]:
-    if data_root is None:
-        return load_split(config, "test", (TITLE, POSTER)), "test split"
-    from movietitles.train import ensure_features
-
-    other = other_dataset_config(config, data_root)
-    ensure_features(other, (TITLE, POSTER))
-    return load_split(other, "all", (TITLE, POSTER)), f"every labelled movie with a poster in {data_root}"
 
 
 def model_scores(model, features: Features) -> np.ndarray:
@@ -92,12 +75,12 @@ def strategy_section(strategies: dict[str, dict[str, dict]]) -> str:
                       "never on test.", "", markdown_table(["Model", *STRATEGIES], rows)])
 
 
-def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
+def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> Path:
     started = time.perf_counter()
     gcfg = config["genre"]
     threshold_cfg = gcfg["thresholds"]
     val = load_split(config, "validation", (TITLE, POSTER))
-    test, test_description = load_target(config, data_root)
+    test, test_description, overlap = load_target(config, data_root, keep_overlap)
     if not len(test):
         raise ValueError(f"no labelled movie with a poster to evaluate on ({test_description})")
     genres = val.genres
@@ -180,7 +163,8 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
     headline = max((r for r in fusion_rows if r in validation), key=lambda r: validation[r]["macro_f1"])
     answer = comparisons.answer(results, boot, title, poster, headline)
 
-    digest = hashlib.sha256(yaml.safe_dump([config, data_root], sort_keys=True).encode()).hexdigest()[:10]
+    what = [config, data_root] + (["keep_overlap"] if keep_overlap else [])
+    digest = hashlib.sha256(yaml.safe_dump(what, sort_keys=True).encode()).hexdigest()[:10]
     run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{digest}"
     write_config(config, run_dir)
     notes = {
@@ -196,6 +180,7 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
                        "P(g) + P(not g) = 1; union and intersection of their predicted sets; learned: per-genre "
                        "logistic regression on both models' logits, fitted on validation (out-of-fold there)",
         "data each model saw": saw,
+        **({"films the training split already holds": overlap} if overlap else {}),
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_report(run_dir, results, len(test), notes=notes, comparisons=paired, answer=answer,
@@ -219,12 +204,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="genres: the genre table; generator: the title generator; "
                              "embeddings: train and compare the generator's embedding choices")
     parser.add_argument("--data", metavar="ROOT", help="evaluate on every movie of another dataset")
+    parser.add_argument("--keep-overlap", action="store_true",
+                        help="--data: also evaluate on films the training split holds (same id, title or poster)")
     parser.add_argument("--pairs", metavar="CSV", help="generator: score a file of poster,title pairs")
     args = parser.parse_args(argv)
     setup_logging()
     config = config_from_args(args)
     if args.task == "genres":
-        run_dir = evaluate_genres(config, args.data)
+        run_dir = evaluate_genres(config, args.data, args.keep_overlap)
     else:
         from movietitles.evaluation import generator_report
 

@@ -57,6 +57,15 @@ def _make_sampler(name: str, n: int, temperature: float, seed: int | None, k: in
     raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")
 
 
+# Logits divided by a smaller temperature can overflow to inf (then NaN); a larger one is uniform noise.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 100.0
+
+
+def check_temperature(temperature: float) -> None:
+    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:  # also refuses NaN
+        raise ValueError(f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE}, got {temperature}")
+
+
 def sample_titles(model: keras.Model, tokenizer: TitleTokenizer, poster_vectors, genres=None, n: int = 5,
                   sampler: str = "top_p", temperature: float = 1.0, seed: int | None = None, k: int = 10,
                   p: float = 0.9, num_beams: int = 5, max_rows: int = 512) -> list[list[str]]:
@@ -68,8 +77,7 @@ def sample_titles(model: keras.Model, tokenizer: TitleTokenizer, poster_vectors,
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_temperature(temperature)
     poster = np.asarray(poster_vectors, np.float32)
     expected = model.input[POSTER_INPUT].shape[-1]
     if poster.ndim != 2 or poster.shape[1] != expected:
@@ -171,8 +179,10 @@ def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarr
     for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"poster file not found: {path}")
+        with open(path, "rb") as f:
+            data = f.read(encoder.max_bytes + 1)  # a larger file is refused by preprocess, unread
         try:
-            images.append(encoder.preprocess(tf.constant(path.read_bytes())))
+            images.append(encoder.preprocess(tf.constant(data), label=str(path)))
         except (tf.errors.InvalidArgumentError, ValueError) as err:
             raise ValueError(f"{path}: not a readable image ({str(err).splitlines()[0]})") from None
     return encoder.embed(tf.stack(images))

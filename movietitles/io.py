@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader never sees a half-written output, even after a crash."""
+"""Atomic file writes: a reader never sees a half-written output, even after a crash.
+
+Each output is written to a hidden temporary file beside it, flushed to disk and renamed over the
+old one, so a crash leaves the previous version whole. Outputs get the usual permissions (0666
+less the umask), not the private 0600 of a temporary file.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,23 @@ from pathlib import Path
 import numpy as np
 
 
+def _read_umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain open() gives a new file: 0666 less the process's umask."""
+    return 0o666 & ~_read_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -18,6 +40,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), file_mode())
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_model(model, path: str | Path) -> None:
+    """`model.save(path)` (a .keras file) atomically: a crash during the save keeps the previous file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        with open(tmp, "rb+") as f:
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

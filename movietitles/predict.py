@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from movietitles.encoders.image import DEFAULT_MAX_BYTES
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.serving import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
 
@@ -40,22 +41,45 @@ def predict_genres(model_dir: str | Path, title: str | None = None, poster: str 
                            "run `python -m movietitles.export` first")
     inputs = {}
     if title is not None:
-        inputs[TITLE] = tf.constant([title])
-    if poster is not None:
-        try:
-            inputs[POSTER] = tf.constant([Path(poster).read_bytes()])
-        except OSError as e:
-            raise PredictError(f"cannot read poster {poster}: {e.strerror or e}") from None
+        inputs[TITLE] = tf.constant([check_title(title)])
     model = load_serving_model(version_dir)
+    if poster is not None:
+        limit = model.max_poster_bytes.numpy() if hasattr(model, "max_poster_bytes") else DEFAULT_MAX_BYTES
+        inputs[POSTER] = tf.constant([_read_poster(poster, int(limit))])
     try:
         out = model.signatures[SIGNATURE_RAW](**inputs)
-    except tf.errors.InvalidArgumentError as e:  # one title cannot fail: the poster did
-        reason = _reason(e.message)
-        raise PredictError(f"{poster}: {reason}" if "could not be decoded" in reason
+    except tf.errors.InvalidArgumentError as e:  # the title is checked above: the poster failed
+        reason = re.sub(r"^poster 0\b:? ?", "", _reason(e.message))
+        raise PredictError(f"poster {poster} {reason}" if reason.startswith("could not be decoded")
+                           else f"poster {poster}: {reason}" if "over the limit" in reason
                            else f"poster {poster} could not be decoded: {reason}") from None
     return {"model": name, "version_dir": version_dir,
             "genres": [g.decode() for g in model.genre_names.numpy()],
             "probabilities": out["probabilities"].numpy()[0], "predicted": out["predicted"].numpy()[0] == 1}
+
+
+def check_title(title: str | bytes) -> bytes:
+    """The title as UTF-8 bytes; an empty, whitespace-only or non-UTF-8 title is an error (the
+    exported models refuse it too: the genre models were trained on real titles only)."""
+    try:
+        data = title if isinstance(title, bytes) else title.encode("utf-8")
+        text = data.decode("utf-8")
+    except UnicodeError:  # bytes from the command line arrive as surrogate escapes
+        raise PredictError(f"the title {title!r} is not valid UTF-8") from None
+    if not text.strip().strip("\ufeff"):
+        raise PredictError(f"the title {title!r} is empty or only whitespace: give a real title, or only a --poster")
+    return data
+
+
+def _read_poster(poster: str | Path, max_bytes: int) -> bytes:
+    try:
+        with open(poster, "rb") as f:
+            data = f.read(max_bytes + 1)  # never more than the model accepts
+    except OSError as e:
+        raise PredictError(f"cannot read poster {poster}: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise PredictError(f"poster {poster}: over the limit of {max_bytes} bytes (encoders.image.max_bytes)")
+    return data
 
 
 def _reason(message: str) -> str:

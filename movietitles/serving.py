@@ -8,11 +8,15 @@ core and TensorFlow Text ops, which the stock TF Serving model server links in.
 
 Signatures (batch-major, as TF Serving wants):
   serving_default: `title` string [B] and/or `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP)
+                   A title that is empty, only whitespace or not UTF-8, or a poster that is not an image
+                   or is over the encoder's max_bytes / max_pixels, fails the request (InvalidArgument,
+                   naming its index: "title 3 ...", "poster 2 ..."); the model serves the next one.
   embeddings:      `title_embedding` float32 [B, Dt] and/or `poster_embedding` float32 [B, Dp]
                    (and `title_text` string [B], the raw titles, for a classifier with a title n-gram channel)
   both return      `probabilities` float32 [B, G], `predicted` int32 [B, G] (score >= the genre's
                    tuned threshold) and `genres` string [B] (the predicted genre names joined by "|").
-The restored object also has `genre_names` and `thresholds` variables (G genres, in column order).
+The restored object also has `genre_names` and `thresholds` variables (G genres, in column order) and,
+with a poster input, `max_poster_bytes` and `max_poster_pixels`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 OUTPUTS = ("probabilities", "predicted", "genres")
 
 # (offset, bytes) that start the image formats tf.io.decode_image reads.
+PARALLEL_POSTERS = 4  # posters decoded at once in one request
+
 _IMAGE_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
                 (8, b"WEBP"))
 
@@ -70,8 +76,10 @@ def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
 def preprocess_posters(image_encoder, posters: tf.Tensor) -> tf.Tensor:
     """Encoded posters [B] -> the image network's inputs [B, S, S, 3], in-graph.
 
-    A poster that is not an image fails with "poster <index> could not be decoded: ..."; a damaged
-    one with the decoder's own error, under the name scope `decode_poster`.
+    A poster that is not an image fails with "poster <index> could not be decoded: ..."; one over the
+    encoder's byte or pixel limit with "poster <index>: ... over the limit ..." (checked from its header,
+    before decoding); a damaged one with the decoder's own error, under the name scope `decode_poster`.
+    Any such error fails the whole request; the model keeps serving the next one.
     """
     size = image_encoder.image_size
 
@@ -81,10 +89,24 @@ def preprocess_posters(image_encoder, posters: tf.Tensor) -> tf.Tensor:
             "poster {} could not be decoded: not a JPEG, PNG, GIF, BMP or WebP image ({} bytes)",
             (index, tf.strings.length(data)))])
         with tf.control_dependencies([readable]), tf.name_scope("decode_poster"):
-            return image_encoder.preprocess(data)
+            return image_encoder.preprocess(data, label=tf.strings.format("poster {}", index))
 
-    return tf.map_fn(preprocess, (posters, tf.range(tf.shape(posters)[0])),
+    # A few posters at a time: each may decode up to max_pixels pixels.
+    return tf.map_fn(preprocess, (posters, tf.range(tf.shape(posters)[0])), parallel_iterations=PARALLEL_POSTERS,
                      fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
+def check_titles(titles: tf.Tensor) -> list[tf.Operation]:
+    """Assertions that every title [B] is valid UTF-8 and not empty or only whitespace; their messages
+    name the first bad title's index ("title <index> ...")."""
+    valid = tf.equal(tf.strings.unicode_transcode(titles, "UTF-8", "UTF-8", errors="replace"), titles)
+    blank = tf.strings.regex_full_match(titles, r"[\s\p{Z}\x{FEFF}]*")
+    checks = []
+    for bad, problem in ((~valid, "is not valid UTF-8"), (blank, "is empty or only whitespace")):
+        first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+        checks.append(tf.debugging.Assert(~tf.reduce_any(bad), [tf.strings.format(
+            "title {} " + problem + ": no genres are predicted for a request with such a title", first)]))
+    return checks
 
 
 class GenreServingModule(tf.Module):
@@ -122,6 +144,10 @@ class GenreServingModule(tf.Module):
         if POSTER in self.input_names:
             self._image_encoder = image_encoder
             self.image_model = image_encoder.model
+            self.max_poster_bytes = tf.Variable(image_encoder.max_bytes, trainable=False, dtype=tf.int64,
+                                                name="max_poster_bytes")
+            self.max_poster_pixels = tf.Variable(image_encoder.max_pixels, trainable=False, dtype=tf.int64,
+                                                 name="max_poster_pixels")
         raw_spec = {name: tf.TensorSpec([None], tf.string, name=name) for name in self.input_names}
         embedding_spec = {f"{name}_embedding": tf.TensorSpec([None, self.embedding_dims[name]], tf.float32,
                                                              name=f"{name}_embedding")
@@ -161,7 +187,8 @@ class GenreServingModule(tf.Module):
 
     def _embed_titles(self, titles):
         """Like TextEncoder.embed: the batch is trimmed to its longest title (exact: padding is masked)."""
-        packed = self.text_preprocessor(titles)
+        with tf.control_dependencies(check_titles(titles)):
+            packed = self.text_preprocessor(tf.identity(titles))
         longest = tf.reduce_max(tf.reduce_sum(tf.cast(packed["input_mask"], tf.int32), axis=1))
         length = tf.minimum(tf.shape(packed["input_mask"])[1], tf.maximum(longest, 1))
         word_ids, mask, type_ids = (tf.cast(packed[k][:, :length], tf.int32)
@@ -192,11 +219,11 @@ def example_poster(height: int = 180, width: int = 120, seed: int = 0) -> bytes:
     return tf.io.encode_jpeg(tf.constant(image.astype(np.uint8)), quality=90).numpy()
 
 
-WARMUP_TITLES = ("The Silent Garden", "Midnight Express to Nowhere", "")
+WARMUP_TITLES = ("The Silent Garden", "Midnight Express to Nowhere", "Ânge d'été")
 
 
 def warmup_inputs(module: GenreServingModule) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """(signature, inputs) pairs: raw batches of 1 and 3 (an empty title among them) and one embeddings batch."""
+    """(signature, inputs) pairs: raw batches of 1 and 3 (an accented title among them) and one embeddings batch."""
     requests = []
     for batch in (1, len(WARMUP_TITLES)):
         raw = {TITLE: np.array(WARMUP_TITLES[:batch], dtype=object),

@@ -7,8 +7,9 @@ SentencePiece model to turn subword ids into text. It uses only TensorFlow core 
 Text ops, which the stock TF Serving model server links in.
 
 Signature `serving_default` (batch-major):
-  inputs   `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP), `temperature` float32 [B] (> 0, per
-           poster), and `genres` float32 [B, G] only for a decoder trained with genres
+  inputs   `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP, within the image encoder's max_bytes and
+           max_pixels), `temperature` float32 [B] (in [1e-4, 100], per poster), and `genres` float32
+           [B, G] only for a decoder trained with genres
   outputs  `titles` string [B, n]: n independent top-p samples per poster, as BPEmb writes text
            (lowercase, digits as 0); `token_ids` int32 [B, n, max_len]: their subword ids, then </s>
            and PAD (a title without </s> used all max_len subwords).
@@ -26,6 +27,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from movietitles.config import get
+from movietitles.generate import MAX_TEMPERATURE, MIN_TEMPERATURE
 from movietitles.generator.model import GENRES, LOGITS, POSTER_INPUT, TOKENS
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.serving import (
@@ -121,8 +123,10 @@ class GeneratorServingModule(tf.Module):
         batch = tf.shape(posters)[0]
         checks = [tf.debugging.assert_equal(tf.shape(temperature)[0], batch,
                                             message="poster and temperature must hold the same number of movies"),
-                  tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(temperature) & (temperature > 0)),
-                                      ["temperature must be a positive number for every poster, got", temperature])]
+                  tf.debugging.Assert(tf.reduce_all((temperature >= MIN_TEMPERATURE)
+                                                    & (temperature <= MAX_TEMPERATURE)),  # and not NaN
+                                      [f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE} for every "
+                                       "poster, got", temperature])]
         if self.uses_genres:
             checks.append(tf.debugging.assert_equal(tf.shape(inputs[GENRES])[0], batch,
                                                     message="poster and genres must hold the same number of movies"))

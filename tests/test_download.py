@@ -1,4 +1,6 @@
 import io
+import os
+import stat
 import threading
 import time
 from collections import Counter
@@ -37,6 +39,14 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/slow.jpg":
             time.sleep(1.0)
+        if self.path == "/error-page.jpg":  # an error page sent with status 200
+            body = b"<html><body>Service unavailable, try later</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path == "/flaky.jpg" and Handler.hits[self.path] == 1:
             self.send_error(503)
             return
@@ -95,6 +105,27 @@ def test_download_cases_and_resume(tmp_path, server):
     assert {r.id: r.status for r in again}["tt0000001"] == "cached"
     assert Handler.hits["/a.jpg"] == hits_before["/a.jpg"]
     assert Handler.hits["/missing.jpg"] == hits_before["/missing.jpg"] + 1
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_an_error_page_is_not_a_poster_and_is_retried(tmp_path, server):
+    out = tmp_path / "posters"
+    out.mkdir()
+    (out / "tt0000002.jpg").write_bytes(b"<html>an error page saved by an older run</html>")
+    items = [("tt0000001", f"{server}/error-page.jpg"), ("tt0000002", f"{server}/b.jpg")]
+    results = download_posters(items, out, workers=2, timeout_s=2, retries=2, backoff_s=0.01, progress=False)
+    assert results[0].status == "failed" and results[0].reason.startswith("not_an_image")
+    assert "b'<html><body>Se" in results[0].reason and results[0].attempts == 3
+    assert Handler.hits["/error-page.jpg"] == 3
+    assert not (out / "tt0000001.jpg").exists()
+    assert results[1].status == "downloaded"  # the saved error page is replaced
+    assert (out / "tt0000002.jpg").read_bytes() == FILES["/b.jpg"]
+    assert stat.S_IMODE((out / "tt0000002.jpg").stat().st_mode) == 0o666 & ~_umask()
 
 
 def test_prepare_kaggle_source(tmp_path, server):

@@ -69,6 +69,17 @@ for task, version_dir in exports.items():
     np.save(work / f"{task}_predicted.npy", out["predicted"].numpy())
     np.save(work / f"{task}_embeddings_probabilities.npy", emb["probabilities"].numpy())
     (work / f"{task}_genres.json").write_text(json.dumps([g.decode() for g in out["genres"].numpy()]))
+
+# A request with a huge poster (a 48 KB PNG of 20,000 x 20,000 pixels) among good ones, then the next request.
+serve = tf.saved_model.load(exports["poster"]).signatures["serving_default"]
+good = raw["poster"][:2]
+try:
+    serve(poster=tf.stack([good[0], tf.constant((work / "huge.png").read_bytes()), good[1]]))
+    refused = None
+except tf.errors.InvalidArgumentError as err:
+    refused = err.message
+(work / "bad_request.json").write_text(json.dumps({
+    "refused": refused, "next": serve(poster=good)["probabilities"].numpy().tolist()}))
 """
 
 
@@ -89,7 +100,7 @@ def exports(tiny_config, trained, encoders, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def samples(tiny_config):
-    """Tiny-dataset titles (one empty) and poster bytes, odd formats included: grayscale and CMYK JPEG, PNGs."""
+    """Tiny-dataset titles (one accented) and poster bytes, odd formats included: grayscale and CMYK JPEG, PNGs."""
     from tiny_dataset import TINY_CASES
 
     movies = load_prepared(tiny_config["data"]["prepared_dir"]).movies
@@ -99,7 +110,7 @@ def samples(tiny_config):
     for case in ("grayscale", "cmyk", "palette_png", "rgba"):
         titles.append(movies.loc[movies["id"] == TINY_CASES[case], "title"].item())
         posters.append((raw_posters / f"{TINY_CASES[case]}.jpg").read_bytes())
-    titles.append("")
+    titles.append("Ânge d'été")
     posters.append(example_poster())
     return titles, posters
 
@@ -131,6 +142,9 @@ def fresh(exports, samples, reference, tmp_path_factory):
     for name, values in reference[0].items():
         np.save(work / f"{name}_embedding.npy", values)
     (work / "exports.json").write_text(json.dumps({task: str(d) for task, d in exports[1].items()}))
+    from test_image_limits import huge_png
+
+    (work / "huge.png").write_bytes(huge_png())
     done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(work)], check=False,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -165,6 +179,12 @@ def test_fresh_process_matches_the_in_memory_path(fresh, reference, exports, tin
         np.testing.assert_array_equal(predicted, (probabilities >= thresholds).astype(np.int32))
         assert json.loads((fresh / f"{task}_genres.json").read_text()) == [
             "|".join(g for g, p in zip(genres, row) if p) for row in predicted]
+
+
+def test_a_server_refuses_a_huge_poster_by_index_and_serves_the_next_request(fresh, reference):
+    result = json.loads((fresh / "bad_request.json").read_text())
+    assert result["refused"] is not None and "poster 1: 20000x20000 pixels" in result["refused"]
+    np.testing.assert_allclose(result["next"], reference[1]["poster"][0][:2], atol=1e-5, rtol=0)
 
 
 def test_graph_uses_only_core_and_tensorflow_text_ops(fresh):
@@ -231,12 +251,66 @@ def test_bad_inputs_give_clear_errors_and_the_model_keeps_serving(loaded, sample
 
     np.testing.assert_array_equal(
         serve(title=tf.constant(titles[:2]), poster=tf.constant(posters[:2]))["probabilities"].numpy(), good)
-    for task, inputs in (("title", {"title": [""]}), ("fusion", {"title": ["", ""], "poster": posters[:2]})):
-        out = loaded[task].signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
-        assert out["probabilities"].shape == (len(inputs["title"]), len(tiny_config["data"]["genres"]))
-        assert np.all(np.isfinite(out["probabilities"].numpy())) and out["genres"].shape == (len(inputs["title"]),)
     empty = serve(title=tf.constant([], tf.string), poster=tf.constant([], tf.string))
     assert empty["probabilities"].shape == (0, len(tiny_config["data"]["genres"])) and empty["genres"].shape == (0,)
+
+
+@pytest.mark.parametrize("bad, problem", [("", "is empty or only whitespace"), (" \t\u00a0\u3000", "is empty or only"),
+                                          (b"\xff\xfe\xfa", "is not valid UTF-8"), (b"Caf\xe9", "is not valid UTF-8")])
+def test_empty_blank_and_non_utf8_titles_are_refused_by_index(loaded, samples, bad, problem):
+    titles, posters = samples
+    for task, inputs in (("title", {"title": [titles[0], bad]}),
+                         ("fusion", {"title": [titles[0], titles[1], bad], "poster": posters[:3]})):
+        serve = loaded[task].signatures["serving_default"]
+        index = len(inputs["title"]) - 1
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"title {index} {problem}"):
+            serve(**{k: tf.constant(v) for k, v in inputs.items()})
+        out = serve(**{k: tf.constant(v[:1]) for k, v in inputs.items()})  # and it serves the next request
+        assert out["genres"].shape == (1,) and np.all(np.isfinite(out["probabilities"].numpy()))
+
+
+def test_a_huge_poster_among_good_ones_is_refused_by_index(loaded, samples):
+    from test_image_limits import huge_png
+
+    titles, posters = samples
+    serve = loaded["poster"].signatures["serving_default"]
+    assert int(loaded["poster"].max_poster_pixels.numpy()) == 25_000_000
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="poster 1: 20000x20000 pixels .*over the limit of 25000000 pixels"):
+        serve(poster=tf.constant([posters[0], huge_png(), posters[1]]))
+    assert serve(poster=tf.constant(posters[:2]))["probabilities"].shape[0] == 2
+
+
+def test_a_transparent_poster_is_served_as_training_sees_it(loaded, tiny_config):
+    """Training reads what `data prepare` made of the poster: Pillow's composite onto white."""
+    import io
+
+    from PIL import Image
+
+    from movietitles.data.images import _to_rgb
+
+    rgba = np.zeros((240, 160, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, np.linspace(0, 255, 160).astype(np.uint8)  # red fading in over transparency
+    rgba[60:120, 40:100] = (20, 40, 220, 128)
+    png, composited = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(png, format="PNG")
+    _to_rgb(Image.fromarray(rgba, "RGBA"))[0].save(composited, format="PNG")
+    serve = loaded["poster"].signatures["serving_default"]
+    served = serve(poster=tf.constant([png.getvalue(), composited.getvalue()]))["probabilities"].numpy()
+    np.testing.assert_array_equal(served[0], served[1])
+
+
+def test_predict_refuses_blank_titles_and_huge_posters_naming_them(exports, samples, tmp_path, capsys):
+    from test_image_limits import huge_png
+
+    out = exports[0]
+    for title, problem in (("  ", "empty or only whitespace"), ("\udcff\udcfe", "not valid UTF-8")):
+        assert predict.main(["--title", title, "--model-dir", str(out)]) == 2
+        assert problem in capsys.readouterr().err
+    poster = tmp_path / "huge.png"
+    poster.write_bytes(huge_png())
+    assert predict.main(["--poster", str(poster), "--model-dir", str(out)]) == 2
+    assert f"poster {poster}: 20000x20000 pixels (width x height) is over the limit" in capsys.readouterr().err
 
 
 def test_export_cli_adds_a_version_and_names_the_train_command_for_a_missing_run(tiny_config, trained, tmp_path,

@@ -24,7 +24,7 @@ BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
 TINY_GENERATOR = {"generator.epochs": 1, "generator.warmup_epochs": 1, "generator.gru_units": 16,
                   "generator.poster_projection": 8, "generator.batch_size": 16}
 N = 3
-# Per poster; the first is so low that sampling becomes greedy.
+# Per poster; the first (the lowest accepted) is so low that sampling becomes greedy.
 TEMPERATURES = [1e-4, 1.0, 0.7, 1.5, 0.7, 1.0]
 
 # Runs in a fresh interpreter: which ops the graph needs, then the signature on real posters, bad
@@ -61,7 +61,10 @@ results["titles"] = [[t.decode() for t in row] for row in out["titles"].numpy()]
 np.save(work / "token_ids.npy", out["token_ids"].numpy())
 
 bad = {"zero_byte": ([b""], [1.0]), "not_an_image": ([posters[0], b"<html>not found</html>"], [1.0, 1.0]),
-       "zero_temperature": ([posters[0]], [0.0]), "fewer_temperatures": (posters[:2], [1.0])}
+       "zero_temperature": ([posters[0]], [0.0]), "fewer_temperatures": (posters[:2], [1.0]),
+       "tiny_temperature": ([posters[0]], [1e-30]), "below_bound": (posters[:2], [1.0, 9.9e-5]),
+       "above_bound": ([posters[0]], [100.5]), "nan_temperature": ([posters[0]], [float("nan")]),
+       "huge_poster": ([posters[0], (work / "huge.png").read_bytes()], [1.0, 1.0])}
 results["errors"] = {}
 for case, (p, t) in bad.items():
     try:
@@ -71,6 +74,8 @@ for case, (p, t) in bad.items():
         results["errors"][case] = err.message
 again = serve(poster=tf.constant(posters[:1]), temperature=tf.constant([1.0]))
 results["after_errors"] = list(again["titles"].shape)
+at_bounds = serve(poster=tf.constant(posters[:2]), temperature=tf.constant([1e-4, 100.0]))
+results["at_bounds"] = [[t.decode() for t in row] for row in at_bounds["titles"].numpy()]
 empty = serve(poster=tf.constant([], tf.string), temperature=tf.constant([], tf.float32))
 results["empty"] = [list(empty["titles"].shape), list(empty["token_ids"].shape)]
 
@@ -131,6 +136,9 @@ def fresh(exported, posters, tmp_path_factory):
     (work / "posters").mkdir()
     for i, data in enumerate(posters):
         (work / "posters" / f"{i:03d}.img").write_bytes(data)
+    from test_image_limits import huge_png
+
+    (work / "huge.png").write_bytes(huge_png())
     (work / "args.json").write_text(json.dumps({"version_dir": str(exported[1]), "temperatures": TEMPERATURES,
                                                 "warmup_file": str(WARMUP_FILE)}))
     done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(work)], check=False, capture_output=True,
@@ -191,8 +199,11 @@ def test_bad_inputs_give_clear_errors_and_the_model_keeps_serving(fresh):
     errors = results["errors"]
     assert "poster 0 could not be decoded" in errors["zero_byte"]
     assert "poster 1 could not be decoded: not a JPEG" in errors["not_an_image"]
-    assert "temperature must be a positive number" in errors["zero_temperature"]
+    for case in ("zero_temperature", "tiny_temperature", "below_bound", "above_bound", "nan_temperature"):
+        assert errors[case] is not None and "temperature must be between 0.0001 and 100.0" in errors[case], case
+    assert "poster 1: 20000x20000 pixels" in errors["huge_poster"]
     assert "same number of movies" in errors["fewer_temperatures"]
+    assert [len(row) for row in results["at_bounds"]] == [N, N]  # at the bounds: served, no inf or NaN error
     assert results["after_errors"] == [1, N]
     assert results["empty"] == [[0, N], [0, N, results["attributes"]["max_len"]]]
 

@@ -68,3 +68,68 @@ def test_incomplete_cache_refuses_to_load_and_bad_chunks_are_rejected(tmp_path):
         cache.write_chunk(0, np.zeros((4, 3)))
     with pytest.raises(ValueError, match="non-finite"):
         cache.write_chunk(0, np.full((5, 3), np.nan))
+
+
+def _filled(tmp_path, chunk_size=5):
+    cache = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=chunk_size)
+    for i in range(cache.num_chunks):
+        rows = cache.chunk_rows(i)
+        cache.write_chunk(i, np.arange(rows.start, rows.stop, dtype=np.float32)[:, None].repeat(4, axis=1))
+    return cache
+
+
+@pytest.mark.parametrize("other_merges", ["after_this_one_read_the_chunks", "after_this_one_saw_the_chunks"])
+def test_two_shards_merging_together_both_succeed(tmp_path, monkeypatch, other_merges):
+    """Shard B merges while shard A is between its steps (the two interleavings that collide)."""
+    from movietitles.features import cache as cache_module
+
+    mine, other = _filled(tmp_path), FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
+    real_save, real_load, done = cache_module.atomic_save_npy, np.load, []
+
+    def other_first(*args, **kwargs):
+        if not done:
+            done.append(None)  # the other shard's own calls go straight through
+            done[0] = other.merge()
+        return (real_save if other_merges.endswith("read_the_chunks") else real_load)(*args, **kwargs)
+
+    if other_merges.endswith("read_the_chunks"):
+        monkeypatch.setattr(cache_module, "atomic_save_npy", other_first)
+    else:
+        monkeypatch.setattr(np, "load", other_first)
+    assert mine.merge()
+    monkeypatch.undo()
+    assert done == [True]
+    np.testing.assert_array_equal(mine.load()[:, 0], np.arange(len(IDS)))
+    assert not any((mine.directory / "chunks").iterdir())
+
+
+MERGE_AT = r"""
+import sys, time
+from movietitles.features.cache import FeatureCache
+ids = [f"tt{i:07d}" for i in range(int(sys.argv[2]))]
+cache = FeatureCache.open(sys.argv[1], "poster", "enc", ids, chunk_size=1)
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
+print(cache.merge())
+"""
+
+
+def test_shard_processes_finishing_together_all_merge(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for attempt in range(3):
+        ids = [f"tt{i:07d}" for i in range(200)]
+        cache = FeatureCache.open(tmp_path / str(attempt), "poster", "enc", ids, chunk_size=1)
+        for i in range(cache.num_chunks):
+            cache.write_chunk(i, np.full((1, 4), i, np.float32))
+        start = time.time() + 3.0
+        workers = [subprocess.Popen([sys.executable, "-c", MERGE_AT, str(tmp_path / str(attempt)), str(len(ids)),
+                                     str(start)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for _ in range(4)]
+        outputs = [w.communicate(timeout=120) for w in workers]
+        assert [w.returncode for w in workers] == [0] * 4, [err[-1500:] for _, err in outputs]
+        assert [out.strip() for out, _ in outputs] == ["True"] * 4
+        np.testing.assert_array_equal(cache.load()[:, 0], np.arange(len(ids)))

@@ -180,8 +180,12 @@ def test_evaluation_on_another_dataset_uses_every_labelled_movie(tiny_config, tr
     from movietitles.evaluate import other_dataset_config
 
     other_root = make_tiny_movielens(tmp_path / "new-films", n_with_poster=20, n_without_poster=5, seed=7)
-    run_dir = evaluate_genres(tiny_config, str(other_root))
+    run_dir = evaluate_genres(tiny_config, str(other_root), keep_overlap=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     movies = load_prepared(other_dataset_config(tiny_config, str(other_root))["data"]["prepared_dir"]).movies
     assert metrics["test_size"] == int((movies["labelled"] & movies["has_poster"]).sum())
     assert str(other_root) in metrics["notes"]["test set"]
+    # Its ids are the tiny dataset's: the report says how many films the training split holds.
+    overlap = metrics["notes"]["films the training split already holds"]
+    assert overlap["films"] == metrics["test_size"] and overlap["same id"] > 0
+    assert overlap["evaluated"] == "with them (--keep-overlap)"

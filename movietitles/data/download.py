@@ -1,8 +1,9 @@
 """Resumable poster downloader (stdlib urllib, a thread per worker).
 
 Each poster streams into a temp file in the target folder and is renamed to `<id>.jpg`
-only once complete, so a file under its final name is always a finished download.
-Files already there are skipped, so a re-run resumes. Failures are returned with a
+only once complete and only if it starts like an image (JPEG, PNG, GIF, BMP, WebP): an HTML
+error page sent with status 200 is retried, then reported as `not_an_image`. Files already
+there that look like images are skipped, so a re-run resumes. Failures are returned with a
 reason (after `retries` further attempts for transient errors) and never stop the run.
 """
 
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from movietitles.io import file_mode
 
 USER_AGENT = "Mozilla/5.0 (compatible; movietitles poster downloader)"
 CHUNK = 64 * 1024
@@ -60,7 +63,7 @@ def download_posters(items: list[tuple[str, str]], out_dir: str | Path, workers:
 
 def download_one(mid: str, url: str, dest: Path, timeout_s: float = 20, retries: int = 3,
                  backoff_s: float = 1.0) -> DownloadResult:
-    if dest.is_file() and dest.stat().st_size > 0:
+    if dest.is_file() and looks_like_image(_head(dest)):
         return DownloadResult(mid, url, dest, "cached")
     if not url.lower().startswith(("http://", "https://")):
         return DownloadResult(mid, url, None, "failed", f"bad_url: {url!r}")
@@ -79,12 +82,28 @@ def download_one(mid: str, url: str, dest: Path, timeout_s: float = 20, retries:
     return DownloadResult(mid, url, None, "failed", reason, retries + 1)
 
 
+# (offset, bytes) that start the image formats posters come in.
+_IMAGE_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
+                (8, b"WEBP"))
+
+
+def looks_like_image(head: bytes) -> bool:
+    """`head` (a file's first 16 bytes or more) starts a JPEG, PNG, GIF, BMP or WebP file."""
+    return any(head[offset:offset + len(magic)] == magic for offset, magic in _IMAGE_MAGIC)
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(16)
+
+
 def fetch(url: str, dest: Path, timeout_s: float) -> None:
     """Stream `url` to `dest` via a temp file and an atomic rename; raise on any failure."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
+            head = b""
             try:
                 with urllib.request.urlopen(request, timeout=timeout_s) as response:
                     expected = response.headers.get("Content-Length")
@@ -92,6 +111,7 @@ def fetch(url: str, dest: Path, timeout_s: float) -> None:
                     while chunk := response.read(CHUNK):
                         out.write(chunk)
                         received += len(chunk)
+                        head = (head + chunk)[:16] if len(head) < 16 else head
             except urllib.error.HTTPError as e:
                 if e.code in (408, 429) or e.code >= 500:
                     raise _Retryable(f"http_{e.code}: {e.reason}") from e
@@ -103,7 +123,10 @@ def fetch(url: str, dest: Path, timeout_s: float) -> None:
                 raise _Retryable(f"incomplete: {received} of {expected} bytes")
             if received == 0:
                 raise _Retryable("incomplete: empty response")
+            if not looks_like_image(head):
+                raise _Retryable(f"not_an_image: the response ({received} bytes) starts with {head[:16]!r}")
             out.flush()
+            os.fchmod(out.fileno(), file_mode())
             os.fsync(out.fileno())
         os.replace(tmp, dest)
     except BaseException:

@@ -2,8 +2,9 @@
 
 status "ok": a usable RGB JPEG as it is; "fixed": usable after conversion to RGB JPEG
 (`fixed_image` holds the converted image); "skipped": unusable (`reason` says why).
-Reasons are "code" or "code: detail" (codes: empty_file, unreadable, truncated,
-decompression_bomb, absurd_size, mode_<MODE>, alpha_<MODE>, not_jpeg).
+Reasons are "code" or "code: detail" (codes: empty_file, too_large, unreadable, truncated,
+decompression_bomb, absurd_size, mode_<MODE>, alpha_<MODE>, not_jpeg). `cfg_image` may hold
+max_bytes and max_pixels (the image encoder's limits): larger files are skipped before decoding.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ class PosterCheck:
 
 def inspect_poster(path: str | Path, cfg_image: dict) -> PosterCheck:
     """Read, hash and fully decode one poster; never raises for a bad file."""
+    max_bytes = cfg_image.get("max_bytes")
     try:
+        size = os.path.getsize(path)
+        if max_bytes is not None and size > max_bytes:
+            return PosterCheck("skipped", f"too_large: {size} bytes (over max_bytes {max_bytes})", None, None, None)
         data = Path(path).read_bytes()
     except OSError as e:
         return PosterCheck("skipped", f"unreadable: {e.strerror or e}", None, None, None)
@@ -104,6 +109,8 @@ def _absurd_size(width: int, height: int, cfg_image: dict) -> str | None:
         return f"(a side above max_side {max_side})"
     if max(width, height) / min(width, height) > max_aspect:
         return f"(aspect beyond max_aspect {max_aspect})"
+    if cfg_image.get("max_pixels") is not None and width * height > cfg_image["max_pixels"]:
+        return f"(over max_pixels {cfg_image['max_pixels']})"
     return None
 
 

@@ -81,7 +81,7 @@ def prepare(config: dict, progress: bool = True) -> PrepareSummary:
         movies.append({"rec": rec, "title": clean.title, "year": "" if clean.year is None else str(clean.year),
                        "aka": clean.aka, "genres": "|".join(labels)})
 
-    check_poster_files(movies, root, out, get(config, "data.image", {}) or {}, issues, progress)
+    check_poster_files(movies, root, out, poster_limits(config), issues, progress)
     report_duplicate_posters(movies, root, issues)
 
     table = pd.DataFrame({
@@ -150,6 +150,14 @@ def fetch_posters(records: list[RawMovie], folder: Path, config: dict, issues: l
         else:
             issues.append(Issue(rec.source_file, rec.source_row, rec.id, "poster",
                                 f"download_failed: {result.reason} ({rec.poster_url})", "skipped"))
+
+
+def poster_limits(config: dict) -> dict:
+    """data.image with the image encoder's max_pixels and max_bytes: what serving would refuse is not trained on."""
+    from movietitles.encoders.image import size_limits
+
+    max_pixels, max_bytes = size_limits(get(config, "encoders.image", {}) or {})
+    return {**(get(config, "data.image", {}) or {}), "max_pixels": max_pixels, "max_bytes": max_bytes}
 
 
 def check_poster_files(movies: list[dict], root: Path, out: Path, cfg_image: dict,

@@ -22,17 +22,22 @@ RESIZE_POLICIES = ("squash", "pad", "center_crop")
 # RGB mean that ResNet's caffe-style preprocessing subtracts: padding with it gives zeros.
 _RESNET_MEAN_RGB = (123.68, 116.779, 103.939)
 
+# The largest poster accepted (encoders.image.max_pixels, max_bytes): 5000 x 5000 pixels, 10 MB.
+DEFAULT_MAX_PIXELS, DEFAULT_MAX_BYTES = 25_000_000, 10_000_000
+
 
 class ImageEncoder:
     """A pretrained image network plus the exact preprocessing it expects.
 
     Attributes: name, dim (feature size), image_size (square input side), resize (policy),
-    cache_key (unique per encoder, weights and preprocessing), batch_size, model.
+    cache_key (unique per encoder, weights and preprocessing), batch_size, model, max_pixels and
+    max_bytes (the largest poster accepted; they do not change the outputs, so not the cache key).
     """
 
     def __init__(self, name: str, model: keras.Model, image_size: int, resize: str,
                  normalize: Callable[[tf.Tensor], tf.Tensor], pad_value, cache_key: str,
-                 batch_size: int = 64):
+                 batch_size: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"resize: unknown policy {resize!r}; expected one of {RESIZE_POLICIES}")
         self.name = name
@@ -42,6 +47,7 @@ class ImageEncoder:
         self.resize = resize
         self.cache_key = cache_key
         self.batch_size = int(batch_size)
+        self.max_pixels, self.max_bytes = int(max_pixels), int(max_bytes)
         self._normalize = normalize
         self._pad_value = tf.constant(pad_value, tf.float32)
         # A fixed-signature graph: ~2x faster than eager calls. (jit_compile=True is ~40x slower
@@ -51,14 +57,23 @@ class ImageEncoder:
             input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)],
         )
 
-    def preprocess(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        """Encoded image (scalar string tensor) -> [S, S, 3] float32 network input."""
-        image = tf.cast(_decode_rgb(image_bytes), tf.float32)
+    def preprocess(self, image_bytes: tf.Tensor, label="poster") -> tf.Tensor:
+        """Encoded image (scalar string tensor) -> [S, S, 3] float32 network input.
+
+        An image over `max_bytes` bytes or `max_pixels` pixels (read from its header, before any
+        decoding) fails with an InvalidArgumentError naming `label` (a string or scalar string
+        tensor: the file or the request index). Transparent images are composited onto white.
+        """
+        checks = [size_check(image_bytes, label, self.max_pixels, self.max_bytes)]
+        with tf.control_dependencies(checks):
+            image = decode_rgb(image_bytes)
         size = self.image_size
+        # Resized as uint8 (the same floats as resizing its float32 cast, without a float copy of the whole image).
         if self.resize == "center_crop":
             image = _resize_short_side_center_crop(image, size)
         else:
             image = _resize_bilinear(image, size, preserve_aspect_ratio=self.resize == "pad")
+        image = tf.cast(image, tf.float32)
         # Quantise like a uint8 image library would (bicubic also overshoots the pixel range).
         image = tf.round(tf.clip_by_value(image, 0.0, 255.0))
         if self.resize == "pad":
@@ -77,13 +92,122 @@ class ImageEncoder:
         return f"ImageEncoder({self.cache_key!r}, dim={self.dim})"
 
 
-def _decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Any TF-readable image -> [H, W, 3] uint8; JPEGs with the accurate IDCT (what PIL uses)."""
-    return tf.cond(
-        tf.io.is_jpeg(image_bytes),
-        lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False),
-    )
+def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
+    """[height, width] int64 read from the header of a JPEG, PNG, GIF, BMP or WebP file, without
+    decoding it; [0, 0] for anything else (which the decoder then refuses)."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(image_bytes, 0, 32), "\0" * 32]), 0, 32)
+    b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+    def starts(magic: bytes, offset: int = 0):
+        return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
+
+    def little(offset: int, n: int):
+        return sum(b[offset + k] * (1 << (8 * k)) for k in range(n))
+
+    def big(offset: int, n: int):
+        return sum(b[offset + k] * (1 << (8 * (n - 1 - k))) for k in range(n))
+
+    # (format test, height, width); BMP heights are negative for top-down rows.
+    bmp_height = little(22, 4)
+    formats = [
+        (starts(b"\x89PNG"), big(20, 4), big(16, 4)),
+        (starts(b"GIF"), little(8, 2), little(6, 2)),
+        (starts(b"BM"), tf.abs(tf.where(bmp_height >= 1 << 31, bmp_height - (1 << 32), bmp_height)), little(18, 4)),
+        (starts(b"WEBPVP8 ", 8), little(28, 2) % (1 << 14), little(26, 2) % (1 << 14)),
+        (starts(b"WEBPVP8L", 8), 1 + b[22] // 64 + b[23] * 4 + (b[24] % 16) * 1024, 1 + b[21] + (b[22] % 64) * 256),
+        (starts(b"WEBPVP8X", 8), 1 + little(27, 3), 1 + little(24, 3)),
+    ]
+    dims = tf.zeros([2], tf.int64)
+    for test, height, width in reversed(formats):
+        dims = tf.where(test, tf.stack([height, width]), dims)
+    return tf.case([(tf.io.is_jpeg(image_bytes),
+                     lambda: tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)),
+                    (starts(b"GIF"), lambda: _gif_dimensions(image_bytes))], default=lambda: dims, exclusive=True)
+
+
+def _gif_dimensions(data: tf.Tensor) -> tf.Tensor:
+    """[frames * tallest frame, widest frame] of a GIF: what TF's decoder allocates. (The header's
+    screen size does not bound the frames, and every frame is decoded, so the blocks are walked.)"""
+    length = tf.cast(tf.strings.length(data), tf.int64)
+
+    def byte(pos):
+        pos = tf.minimum(tf.cast(pos, tf.int64), length)
+        padded = tf.strings.join([tf.strings.substr(data, pos, 1), "\0"])
+        return tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, 1), tf.uint8)[0], tf.int64)
+
+    def color_table(flags):
+        return tf.where(flags >= 128, 3 * 2 ** (flags % 8 + 1), 0)
+
+    def step(pos, in_blocks, frames, height, width):
+        b = byte(pos)
+        # Inside an extension's or an image's data: sub-blocks of (size, bytes) up to a zero size.
+        sub = (pos + 1 + b, b > 0, frames, height, width)
+        is_image = tf.equal(b, 0x2C)
+        frame_w, frame_h = byte(pos + 5) + 256 * byte(pos + 6), byte(pos + 7) + 256 * byte(pos + 8)
+        image = (pos + 11 + color_table(byte(pos + 9)), True, frames + 1, tf.maximum(height, frame_h),
+                 tf.maximum(width, frame_w))
+        extension = (pos + 2, True, frames, height, width)
+        block = [tf.where(is_image, i, e) for i, e in zip(image, extension)]
+        ends = ~in_blocks & ~is_image & tf.not_equal(b, 0x21)  # trailer, junk or end of data
+        pos = tf.where(ends, length + 1, tf.where(in_blocks, sub[0], block[0]))
+        return (pos, *[tf.where(in_blocks, s, k) for s, k in zip(sub[1:], block[1:])])
+
+    start = 13 + color_table(byte(10))
+    zero = tf.constant(0, tf.int64)
+    _, _, frames, height, width = tf.while_loop(
+        lambda pos, *_: pos <= length, step, (start, tf.constant(False), zero, zero, zero))
+    return tf.stack([frames * height, width])
+
+
+def size_check(image_bytes: tf.Tensor, label, max_pixels: int, max_bytes: int) -> tf.Operation:
+    """An assertion that the encoded image holds at most `max_bytes` bytes and, by its header, at
+    most `max_pixels` pixels; its message names `label`."""
+    nbytes = tf.strings.length(image_bytes)
+    small = tf.debugging.Assert(nbytes <= max_bytes, [_message(
+        label, ": ", nbytes, f" bytes is over the limit of {max_bytes} bytes (encoders.image.max_bytes)")])
+    with tf.control_dependencies([small]):
+        dims = image_dimensions(image_bytes)
+    return tf.debugging.Assert(dims[0] * dims[1] <= max_pixels, [_message(
+        label, ": ", dims[1], "x", dims[0], f" pixels (width x height) is over the limit of {max_pixels} pixels "
+        "(encoders.image.max_pixels)")])
+
+
+def _message(*parts) -> tf.Tensor:
+    """Strings and integer tensors joined (tf.strings.format would quote the strings)."""
+    return tf.strings.join([tf.strings.as_string(p) if isinstance(p, tf.Tensor) and p.dtype != tf.string else p
+                            for p in parts])
+
+
+def decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Any TF-readable image -> [H, W, 3] uint8; JPEGs with the accurate IDCT (what PIL uses).
+
+    PNG and WebP transparency is composited onto white, exactly as `movietitles.data.images` does
+    with Pillow when it prepares the training posters.
+    """
+    def png():
+        return _composite_on_white(tf.io.decode_png(image_bytes, channels=4))
+
+    def webp():
+        image = tf.io.decode_webp(image_bytes, channels=0)[0]
+        return tf.cond(tf.shape(image)[-1] == 4, lambda: _composite_on_white(image), lambda: image[..., :3])
+
+    def other():
+        return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+
+    is_png = tf.equal(tf.strings.substr(image_bytes, 0, 4), b"\x89PNG")
+    is_webp = tf.equal(tf.strings.substr(image_bytes, 8, 4), b"WEBP")
+    return tf.ensure_shape(tf.case(
+        [(tf.io.is_jpeg(image_bytes),
+          lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")),
+         (is_png, png), (is_webp, webp)], default=other, exclusive=True), [None, None, 3])
+
+
+def _composite_on_white(rgba: tf.Tensor) -> tf.Tensor:
+    """[H, W, 4] uint8 over opaque white -> [H, W, 3] uint8, with Pillow's integer rounding
+    (Image.alpha_composite: 7 extra bits of precision, divisions by 255 rounded)."""
+    rgb, alpha = tf.cast(rgba[..., :3], tf.int32), tf.cast(rgba[..., 3:], tf.int32)
+    mixed = (rgb * alpha + 255 * (255 - alpha)) * 128 + 128 * 128
+    return tf.cast(((mixed // 256 + mixed) // 256) // 128, tf.uint8)
 
 
 def _resize_bilinear(image: tf.Tensor, size: int, preserve_aspect_ratio: bool) -> tf.Tensor:
@@ -187,6 +311,17 @@ def _settings(cfg: dict) -> tuple[str, str, int]:
     return name, resize, size
 
 
+def size_limits(cfg: dict) -> tuple[int, int]:
+    """(max_pixels, max_bytes) of `config["encoders"]["image"]`, validated."""
+    limits = []
+    for key, default in (("max_pixels", DEFAULT_MAX_PIXELS), ("max_bytes", DEFAULT_MAX_BYTES)):
+        value = cfg.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"encoders.image.{key} must be a positive integer, got {value!r}")
+        limits.append(value)
+    return tuple(limits)
+
+
 def image_cache_key(cfg: dict) -> str:
     """The feature-cache key of an encoder config, without building the model."""
     name, resize, size = _settings(cfg)
@@ -214,5 +349,6 @@ def build_image_encoder(cfg: dict) -> ImageEncoder:
         model, model_key = _build_lite(name, cfg.get("weights"), size, cfg.get("pooling", "head"))
         normalize, pad_value = _lite_normalize, 127.0
     cache_key = f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}"
+    max_pixels, max_bytes = size_limits(cfg)
     return ImageEncoder(name, model, size, resize, normalize, pad_value, cache_key=cache_key,
-                        batch_size=cfg.get("batch_size", 64))
+                        batch_size=cfg.get("batch_size", 64), max_pixels=max_pixels, max_bytes=max_bytes)

@@ -62,11 +62,12 @@ def _table(header: list[str], rows: list[list]) -> str:
 def evaluation_set(config: dict, tokenizer, data_root: str | None):
     if data_root is None:
         return poster_titles(config, "test", tokenizer), "test split"
-    from movietitles.evaluate import other_dataset_config
+    from movietitles.evaluation.other_data import ensure_prepared, other_dataset_config
     from movietitles.features.extract import POSTER, TITLE
     from movietitles.train import ensure_features
 
     other = other_dataset_config(config, data_root)
+    ensure_prepared(other)
     ensure_features(other, (TITLE, POSTER))
     return poster_titles(other, "all", tokenizer), f"every movie with a poster in {data_root}"
 
@@ -141,10 +142,17 @@ def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     """Scores of a user's (poster, title) pairs: mean log-likelihood per token, PMI, summed log-likelihood."""
     from movietitles.generate import embed_poster_files
 
-    pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False)
+    try:
+        pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{pairs_csv}: not valid UTF-8 (byte {err.start}): titles must be UTF-8 text") from None
     missing = {"poster", "title"} - set(pairs.columns)
     if missing:
         raise ValueError(f"{pairs_csv}: needs the columns poster,title (missing {sorted(missing)})")
+    blank = [row for row, title in enumerate(pairs["title"], start=2) if not title.strip()]
+    if blank:  # an empty title would be scored as a bare </s>: nothing a real title is compared with
+        raise ValueError(f"{pairs_csv}: row {blank[0]} has an empty or whitespace-only title "
+                         f"({len(blank)} such row(s)); give every pair a real title")
     run = load_generator_run(run_directory(config))
     folder = Path(pairs_csv).parent
     paths = [p if Path(p).is_absolute() else folder / p for p in pairs["poster"]]

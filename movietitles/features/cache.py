@@ -89,15 +89,24 @@ class FeatureCache:
         atomic_save_npy(self.chunk_path(index), features.astype(np.float32, copy=False))
 
     def merge(self) -> bool:
-        """Concatenate the chunks into features.npy once all exist; True when the cache is complete."""
+        """Concatenate the chunks into features.npy once all exist; True when the cache is complete.
+
+        Shards that finish together may merge at the same time: each writes the same features.npy
+        atomically, and chunks another one has already merged and removed are no error.
+        """
         if self.is_complete():
             return True
         if any(not self.chunk_path(i).exists() for i in range(self.num_chunks)):
             return False
-        features = np.concatenate([np.load(self.chunk_path(i)) for i in range(self.num_chunks)])
+        try:
+            features = np.concatenate([np.load(self.chunk_path(i)) for i in range(self.num_chunks)])
+        except FileNotFoundError:
+            if self.is_complete():  # another process merged them meanwhile
+                return True
+            raise
         atomic_save_npy(self.merged_path, features)
         for i in range(self.num_chunks):
-            self.chunk_path(i).unlink()
+            self.chunk_path(i).unlink(missing_ok=True)
         return True
 
     def load(self) -> np.ndarray:

@@ -36,7 +36,8 @@ def poster_batches(encoder, paths: list[str], batch_size: int) -> tf.data.Datase
     """Decode and preprocess posters in parallel, ahead of the model."""
     return (
         tf.data.Dataset.from_tensor_slices(paths)
-        .map(lambda p: encoder.preprocess(tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(lambda p: encoder.preprocess(tf.io.read_file(p), label=p), num_parallel_calls=tf.data.AUTOTUNE,
+             deterministic=True)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )

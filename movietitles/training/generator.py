@@ -34,7 +34,7 @@ from movietitles.config import write_config
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
 from movietitles.generator.tokenizer import TitleTokenizer
-from movietitles.io import atomic_write_text
+from movietitles.io import atomic_save_model, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class _RunState(keras.callbacks.Callback):
         if improved:
             self.best_loss.assign(logs["val_loss"])
             self.best_epoch.assign(epoch)
-            self.model.save(self.run_dir / BEST_FILE)
+            atomic_save_model(self.model, self.run_dir / BEST_FILE)
         if epoch >= self.warmup_epochs and self.stopped_early(epoch + 1):
             self.model.stop_training = True
         self.epoch.assign(epoch + 1)

@@ -23,7 +23,7 @@ from movietitles.config import with_overrides, write_config
 from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
-from movietitles.io import atomic_write_text
+from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
 from movietitles.tensorboard_logs import write_pr_curves, write_projector
 from movietitles.training.distribute import is_chief, make_strategy
@@ -119,7 +119,7 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     result = train_loop(model, optimizer, loss, train_ds, model_inputs(model, val), val.labels, strategy, out_dir,
                         epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
                         monitor=gcfg["monitor"], thresholds=gcfg["thresholds"])
-    model.save(out_dir / MODEL_FILE)
+    atomic_save_model(model, out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir
 
@@ -163,7 +163,7 @@ def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]
     scores = predict_scores(ensemble, model_inputs(ensemble, val))
     tcfg = config["genre"]["thresholds"]
     write_config(config, run_dir)
-    ensemble.save(run_dir / MODEL_FILE)
+    atomic_save_model(ensemble, run_dir / MODEL_FILE)
     save_thresholds(run_dir, val, scores, tcfg)
     member_summaries = [json.loads((member / SUMMARY_FILE).read_text()) for member in members]
     summary = {**member_summaries[0], "members": [str(m) for m in members],

@@ -18,6 +18,7 @@ import tensorflow as tf
 from sklearn.metrics import f1_score
 
 from movietitles.evaluation.thresholds import out_of_sample_f1, predict, tune_thresholds
+from movietitles.io import atomic_save_model
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def train_loop(
         if improved:
             best_f1.assign(logs[monitor])
             best_epoch.assign(epoch)
-            model.save(best_path)
+            atomic_save_model(model, best_path)
         print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
               + (" (best)" if improved else ""), flush=True)
         epoch_var.assign(epoch + 1)
