@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from movietitles.config import add_config_arguments, config_from_args, write_config
+from movietitles.config import add_config_arguments, config_from_args, with_overrides, write_config
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, comparisons, late_fusion
 from movietitles.evaluation.bootstrap import Bootstrap

@@ -40,6 +40,8 @@ def tiny_config(tmp_path_factory, minilm_hub_dirs):
         "genre.models.title.hidden_units": [16],
         "genre.models.poster.hidden_units": [16],
         "genre.models.fusion.hidden_units": [16],
+        "genre.models.poster.ensemble": 1,  # ensembles have a test of their own
+        "genre.models.fusion.ensemble": 1,
     })
     prepare(config, progress=False)
     extract_features(config)

@@ -132,6 +132,25 @@ def test_thresholds_are_fitted_on_validation_labels_only(tiny_config, trained, m
     assert all(np.array_equal(labels, validation) for labels in seen)
 
 
+def test_an_ensemble_averages_its_seeds_and_serves_as_one_model(tiny_config, tmp_path):
+    from movietitles.training.genre import evaluation_features, model_inputs
+    from movietitles.training.loop import predict_scores
+
+    config = with_overrides(tiny_config, {"genre.runs_dir": str(tmp_path / "runs"), "genre.epochs": 2,
+                                          "genre.models.fusion.ensemble": 2})
+    run_dir = train_genre_model(config, "fusion")
+    ensemble, thresholds, summary = load_genre_run(run_dir)
+    assert summary["seeds"] == [config["seed"], config["seed"] + 1] and len(summary["members"]) == 2
+    val = evaluation_features(config, "validation", "fusion")
+    members = [load_genre_run(Path(member))[0] for member in summary["members"]]
+    member_scores = [predict_scores(m, model_inputs(m, val)) for m in members]
+    assert not np.allclose(member_scores[0], member_scores[1])  # different seeds, different models
+    np.testing.assert_allclose(predict_scores(ensemble, model_inputs(ensemble, val)), np.mean(member_scores, axis=0),
+                               atol=1e-6)
+    assert thresholds.shape == (len(tiny_config["data"]["genres"]),)
+    assert train_genre_model(config, "fusion") == run_dir  # finished: not retrained
+
+
 def test_an_unsupported_monitor_is_refused_by_name(tiny_config):
     config = with_overrides(tiny_config, {"genre.monitor": "val_accuracy"})
     with pytest.raises(ValueError, match="val_accuracy.*val_oos_macro_f1"):
