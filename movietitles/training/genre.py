@@ -25,7 +25,7 @@ from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_write_text
 from movietitles.models.genre import WeightedBinaryCrossentropy, build_genre_model, positive_weights
-from movietitles.tensorboard_logs import write_pr_curves, write_projector
+from movietitles.tensorboard_logs import log_genre_run
 from movietitles.training.distribute import is_chief, make_strategy
 from movietitles.training.loop import predict_scores, train_loop
 
@@ -100,8 +100,8 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     thresholds = tune_thresholds(val.labels, scores)
     atomic_write_text(out_dir / THRESHOLDS_FILE,
                       json.dumps(dict(zip(train.genres, map(float, thresholds))), indent=2))
-    write_pr_curves(out_dir / "logs", val.labels, scores, train.genres)
-    write_projector(out_dir / "logs", val.inputs, val.movies["title"].tolist(), val.movies["genres"].tolist())
+    log_genre_run(out_dir / "logs", config, task, val.movies, val.labels, scores, thresholds, train.genres,
+                  val.inputs, best_epoch=max(result.best_epoch, 0))
     summary = {
         "task": task,
         "inputs": list(GENRE_TASKS[task]),
