@@ -27,11 +27,13 @@ from movietitles.config import add_config_arguments, config_from_args, with_over
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, late_fusion
 from movietitles.evaluation.metrics import multilabel_metrics
-from movietitles.evaluation.plots import plot_per_genre_f1, plot_pr_curves
+from movietitles.evaluation.html_report import gallery_records, write_html_report
+from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
 from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import predict, tune_thresholds
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split
+from movietitles.tensorboard_logs import log_evaluation
 from movietitles.training.genre import GENRE_TASKS, load_genre_run, run_directory
 from movietitles.training.loop import predict_scores
 
@@ -133,8 +135,20 @@ def evaluate_genres(config: dict, data_root: str | None = None) -> Path:
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_report(run_dir, results, len(test), notes=notes)
-    plot_per_genre_f1({row: results[row] for row in order if "@0.5" not in row}, run_dir / "per_genre_f1.png")
-    plot_pr_curves(test.labels, test_scores, run_dir / "pr_curves.png", top=3)
+    payload = json.loads((run_dir / "metrics.json").read_text())
+    main = [title, poster, "late fusion: mean", MODEL_ROWS["fusion"]]
+    plots = {"Per-genre F1 (test)": plot_per_genre_f1({row: results[row] for row in order if "@0.5" not in row},
+                                                      run_dir / "per_genre_f1.png"),
+             "Micro-averaged precision-recall (test)": plot_pr_curves(test.labels, test_scores,
+                                                                      run_dir / "pr_curves.png", top=3)}
+    if any("f1_ci" in m for m in payload["models"][title]["per_genre"].values()):
+        plots["Per-genre F1 of the main models, 95% intervals"] = plot_main_rows_f1(
+            payload["models"], run_dir / "per_genre_f1_main.png", main)
+    gallery = gallery_records(test.movies, test.labels, {r: test_scores[r] for r in main}, predictions, genres,
+                              main_row=MODEL_ROWS["fusion"], seed=config["seed"])
+    write_html_report(run_dir, payload, plots, gallery, "Genre prediction results")
+    log_evaluation(run_dir, config, test.labels, test_scores, results, genres, test_description,
+                   {MODEL_ROWS[t]: None if data_root else run_directory(config, t) for t in GENRE_TASKS})
     (run_dir / "thresholds.json").write_text(json.dumps(
         {row: dict(zip(genres, map(float, t))) for row, t in thresholds.items()}, indent=2))
     log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)

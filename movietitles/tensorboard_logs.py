@@ -265,8 +265,8 @@ def slug(name: str) -> str:
 
 
 def log_evaluation(eval_dir: str | Path, config: dict, labels: np.ndarray, scores: Mapping[str, np.ndarray],
-                   results: Mapping[str, dict], genre_rows: Mapping[str, Path], genres: Sequence[str],
-                   description: str) -> None:
+                   results: Mapping[str, dict], genres: Sequence[str], description: str,
+                   genre_rows: Mapping[str, Path | None]) -> None:
     """Test PR curves of every scored row (run `logs/<row>`), an HParams session for each row that is
     not a trained genre model, and the test metrics of each genre model into its own run's session.
 
