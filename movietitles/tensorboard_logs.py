@@ -13,6 +13,7 @@ Every summary goes into a run directory (a folder with an event file) through TF
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -261,7 +262,8 @@ def log_genre_run(logdir: str | Path, config: dict, task: str, movies, labels: n
 
 
 def slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in name).strip("_")
+    """A row name as a folder name: `early fusion (Method 2)` -> `early_fusion_Method_2`."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")
 
 
 def log_evaluation(eval_dir: str | Path, config: dict, labels: np.ndarray, scores: Mapping[str, np.ndarray],
