@@ -21,10 +21,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
+from sklearn.metrics import f1_score
 from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hp
 from tensorboard.plugins.pr_curve import summary as pr_summary
 
+from movietitles.evaluation.thresholds import predict
 from movietitles.io import atomic_write_text
 
 PR_THRESHOLDS = 101
@@ -212,10 +214,6 @@ def genre_hparams(config: dict, task: str) -> dict:
 
 
 def f1_metrics(prefix: str, labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    from movietitles.evaluation.thresholds import predict
-
     tuned, fixed = predict(scores, thresholds), predict(scores, 0.5)
     return {f"{prefix}_micro_f1": f1_score(labels, tuned, average="micro", zero_division=0),
             f"{prefix}_macro_f1": f1_score(labels, tuned, average="macro", zero_division=0),
@@ -234,10 +232,6 @@ def log_genre_run(logdir: str | Path, config: dict, task: str, movies, labels: n
 
     `movies`, `labels`, `scores` and `inputs` are the validation movies, row by row.
     """
-    from sklearn.metrics import f1_score
-
-    from movietitles.evaluation.thresholds import predict
-
     logdir = Path(logdir)
     final = logdir / "validation_final"   # the kept (best) model on the validation split
     about = f"{task} model at its best epoch ({best_epoch + 1}), validation split ({len(labels)} movies)"
