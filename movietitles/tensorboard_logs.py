@@ -75,18 +75,18 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def captioned_poster(path: str | Path, lines: Sequence[str], height: int = 240, width: int = 480) -> np.ndarray:
+def captioned_poster(path: str | Path, lines: Sequence[str], height: int = 270, width: int = 600) -> np.ndarray:
     """The poster on the left, `lines` of text on the right: an RGB uint8 array for `tf.summary.image`."""
     poster_side = height
     image = Image.new("RGB", (width, height), (255, 255, 255))
     image.paste(poster_thumbnail(path, poster_side), (0, 0))
-    draw, font = ImageDraw.Draw(image), _font(13)
-    y, chars = 6, max(8, (width - poster_side - 12) // 7)
+    draw, font = ImageDraw.Draw(image), _font(15)
+    y, chars = 6, max(8, (width - poster_side - 12) // 8)
     for line in lines:
         for piece in textwrap.wrap(line, chars) or [""]:
-            if y <= height - 16:
+            if y <= height - 18:
                 draw.text((poster_side + 8, y), piece, fill=(0, 0, 0), font=font)
-            y += 16
+            y += 18
         y += 4
     return np.asarray(image)
 
@@ -214,9 +214,10 @@ def genre_hparams(config: dict, task: str) -> dict:
 
 
 def f1_metrics(prefix: str, labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
+    """F1 with the tuned per-genre thresholds (named like the training loop's `val_tuned_macro_f1`) and at 0.5."""
     tuned, fixed = predict(scores, thresholds), predict(scores, 0.5)
-    return {f"{prefix}_micro_f1": f1_score(labels, tuned, average="micro", zero_division=0),
-            f"{prefix}_macro_f1": f1_score(labels, tuned, average="macro", zero_division=0),
+    return {f"{prefix}_tuned_micro_f1": f1_score(labels, tuned, average="micro", zero_division=0),
+            f"{prefix}_tuned_macro_f1": f1_score(labels, tuned, average="macro", zero_division=0),
             f"{prefix}_macro_f1_at_0.5": f1_score(labels, fixed, average="macro", zero_division=0)}
 
 

@@ -92,9 +92,9 @@ def test_posters_thresholds_and_hparams_read_back(synthetic_run):
     final = "fusion-0123456789/logs/validation_final"
     step, images = tensor(multiplexer, final, "posters")
     assert step == 4 and len(images) == 2 + 8   # width, height, then one PNG per poster
-    assert (int(images[0]), int(images[1])) == (480, 240)
+    assert (int(images[0]), int(images[1])) == (600, 270)
     with Image.open(io.BytesIO(images[2])) as first:
-        assert first.size == (480, 240) and np.asarray(first).std() > 10   # a poster and text, not blank
+        assert first.size == (600, 270) and np.asarray(first).std() > 10   # a poster and text, not blank
 
     _, text = tensor(multiplexer, final, "thresholds")
     table = text.item().decode()
@@ -107,7 +107,7 @@ def test_posters_thresholds_and_hparams_read_back(synthetic_run):
     hparams = {k: v.string_value or v.number_value for k, v in start.hparams.items()}
     assert hparams["task"] == "fusion" and hparams["imbalance"] == "pos_weight" and hparams["dropout"] == 0.6
     assert hparams["hidden_units"] == "[512]" and start.group_name == "fusion-0123456789"
-    (macro,) = multiplexer.Tensors(session, "hparams/val_macro_f1")
+    (macro,) = multiplexer.Tensors(session, "hparams/val_tuned_macro_f1")
     expected = f1_score(labels, predict(scores, thresholds), average="macro", zero_division=0)
     assert float(tensor_util.make_ndarray(macro.tensor_proto)) == pytest.approx(expected, abs=1e-6)
 
@@ -220,7 +220,7 @@ def test_tensorboard_serves_pr_curves_projector_images_and_hparams(tensorboard_s
         group = by_name[name]
         assert group["hparams"]["task"] == task
         values = {m["name"]["tag"]: m["value"] for m in group["metricValues"] if m["name"]["group"] == ""}
-        assert 0 <= values["hparams/val_macro_f1"] <= 1
+        assert 0 <= values["hparams/val_tuned_macro_f1"] <= 1
         assert values["hparams/test_macro_f1"] == pytest.approx(metrics_json[MODEL_ROWS[task]]["macro_f1"], abs=1e-6)
     late = by_name[f"{evaluation.name}/late fusion: mean"]
     assert late["hparams"]["task"] == "late fusion: mean"
