@@ -31,7 +31,7 @@ def chromium() -> str | None:
 
 def _run(page: Path, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+        return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()],
                               capture_output=True, text=True, timeout=timeout, check=True)
 
 
