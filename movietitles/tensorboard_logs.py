@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -75,17 +76,21 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def captioned_poster(path: str | Path, lines: Sequence[str], height: int = 270, width: int = 600) -> np.ndarray:
-    """The poster on the left, `lines` of text on the right: an RGB uint8 array for `tf.summary.image`."""
-    poster_side = height
+def captioned_poster(path: str | Path, lines: Sequence[str], width: int = 320, poster_height: int = 240,
+                     height: int = 400) -> np.ndarray:
+    """The poster on top, `lines` of text under it: an RGB uint8 array for `tf.summary.image`.
+
+    Narrow, so that the Images dashboard shows it near its real size and the text stays legible.
+    """
     image = Image.new("RGB", (width, height), (255, 255, 255))
-    image.paste(poster_thumbnail(path, poster_side), (0, 0))
+    poster = poster_thumbnail(path, poster_height)
+    image.paste(poster, ((width - poster_height) // 2, 0))
     draw, font = ImageDraw.Draw(image), _font(15)
-    y, chars = 6, max(8, (width - poster_side - 12) // 8)
+    y, chars = poster_height + 6, max(8, (width - 12) // 8)
     for line in lines:
         for piece in textwrap.wrap(line, chars) or [""]:
             if y <= height - 18:
-                draw.text((poster_side + 8, y), piece, fill=(0, 0, 0), font=font)
+                draw.text((6, y), piece, fill=(0, 0, 0), font=font)
             y += 18
         y += 4
     return np.asarray(image)
@@ -271,6 +276,7 @@ def log_evaluation(eval_dir: str | Path, config: dict, labels: np.ndarray, score
     whose metrics are not the run's test metrics).
     """
     logdir = Path(eval_dir) / "logs"
+    shutil.rmtree(logdir, ignore_errors=True)   # a re-run replaces the evaluation's runs, never adds to them
     shared = {k: v for k, v in genre_hparams(config, "").items()
               if k in ("text_encoder", "image_encoder", "resize", "thresholds", "seed")}
     for row, row_scores in scores.items():

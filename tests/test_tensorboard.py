@@ -92,9 +92,9 @@ def test_posters_thresholds_and_hparams_read_back(synthetic_run):
     final = "fusion-0123456789/logs/validation_final"
     step, images = tensor(multiplexer, final, "posters")
     assert step == 4 and len(images) == 2 + 8   # width, height, then one PNG per poster
-    assert (int(images[0]), int(images[1])) == (600, 270)
+    assert (int(images[0]), int(images[1])) == (320, 400)
     with Image.open(io.BytesIO(images[2])) as first:
-        assert first.size == (600, 270) and np.asarray(first).std() > 10   # a poster and text, not blank
+        assert first.size == (320, 400) and np.asarray(first).std() > 10   # a poster and text, not blank
 
     _, text = tensor(multiplexer, final, "thresholds")
     table = text.item().decode()
