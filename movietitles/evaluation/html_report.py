@@ -204,8 +204,10 @@ def gallery_html(gallery: Sequence[Mapping[str, Any]]) -> str:
 def render_html(payload: Mapping[str, Any], plots: Mapping[str, str | Path], gallery: Sequence[Mapping[str, Any]],
                 title: str) -> str:
     body = [f"<h1>{_e(title)}</h1>"]
-    if payload.get("answer"):
-        body.append('<div class="answer">' + "".join(f"<p>{_e(line)}</p>" for line in payload["answer"]) + "</div>")
+    answer = payload.get("answer")
+    if answer:
+        lines = [answer] if isinstance(answer, str) else answer
+        body.append('<div class="answer">' + "".join(f"<p>{_e(line)}</p>" for line in lines) + "</div>")
     if "models" in payload:
         body += ["<h2>Results</h2>", genre_tables(payload)]
     else:
