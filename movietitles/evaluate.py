@@ -29,12 +29,14 @@ from movietitles.evaluation import baselines, comparisons, late_fusion
 from movietitles.evaluation.bootstrap import Bootstrap
 from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
-from movietitles.evaluation.plots import plot_per_genre_f1, plot_pr_curves
+from movietitles.evaluation.html_report import gallery_records, write_html_report
+from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
 from movietitles.evaluation.report import markdown_table, write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split
 from movietitles.io import atomic_write_text
+from movietitles.tensorboard_logs import log_evaluation
 from movietitles.training.genre import GENRE_TASKS, load_genre_run, model_inputs, run_directory
 from movietitles.training.loop import predict_scores
 
@@ -187,9 +189,19 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
                  extra={"bootstrap": {"resamples": boot.n_resamples, "level": boot.level, "seed": config["seed"]},
                         "validation_out_of_sample": validation, "threshold_strategies": strategies},
                  sections=[strategy_section(strategies)])
-    plot_per_genre_f1({row: results[row] for row in order if "@0.5" not in row}, run_dir / "per_genre_f1.png")
-    plot_pr_curves(test.labels, {r: test_scores[r] for r in order if r in test_scores}, run_dir / "pr_curves.png",
-                   top=3)
+    payload = json.loads((run_dir / "metrics.json").read_text())
+    main = [title, poster, headline, MODEL_ROWS["fusion"]]
+    plots = {"Per-genre F1 (test)": plot_per_genre_f1({row: results[row] for row in order if "@0.5" not in row},
+                                                      run_dir / "per_genre_f1.png"),
+             "Per-genre F1 of the main models, 95% intervals": plot_main_rows_f1(
+                 payload["models"], run_dir / "per_genre_f1_main.png", list(dict.fromkeys(main))),
+             "Micro-averaged precision-recall (test)": plot_pr_curves(
+                 test.labels, {r: test_scores[r] for r in order if r in test_scores}, run_dir / "pr_curves.png", top=3)}
+    gallery = gallery_records(test.movies, test.labels, {r: test_scores[r] for r in dict.fromkeys(main)}, predictions,
+                              genres, main_row=headline, seed=config["seed"])
+    write_html_report(run_dir, payload, plots, gallery, "Genre prediction results")
+    log_evaluation(run_dir, config, test.labels, test_scores, results, genres, test_description,
+                   {row: None if data_root else run for row, run in runs.items()})
     atomic_write_text(run_dir / "thresholds.json", json.dumps(
         {row: dict(zip(genres, map(float, t))) for row, t in thresholds.items()}, indent=2))
     log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)

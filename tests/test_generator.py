@@ -173,6 +173,32 @@ def test_training_writes_model_config_summary_and_tensorboard_logs(gen_config, g
     assert "genres" not in model.input
 
 
+def test_tensorboard_shows_sample_posters_their_titles_and_the_runs_hparams(gen_run):
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
+    from tensorboard.util import tensor_util
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(gen_run.parent))
+    multiplexer.Reload()
+    samples, session = f"{gen_run.name}/logs/samples", f"{gen_run.name}/logs"
+    (images,) = multiplexer.Tensors(samples, "sample_posters")
+    posters = tensor_util.make_ndarray(images.tensor_proto)
+    texts = multiplexer.Tensors(samples, "generated_titles")
+    table = tensor_util.make_ndarray(texts[-1].tensor_proto).item().decode()
+    rows = table.splitlines()[2:]
+    assert len(posters) - 2 == len(rows) >= 1 and rows[0].startswith("| 1 | ")   # width, height, one PNG per row
+    assert "sample_posters" in multiplexer.PluginRunToTagToContent("images")[samples]
+
+    content = multiplexer.PluginRunToTagToContent("hparams")[session][hparams_metadata.SESSION_START_INFO_TAG]
+    hparams = hparams_metadata.parse_session_start_info_plugin_data(content).hparams
+    assert hparams["task"].string_value == "generator" and hparams["gru_units"].number_value == 16
+    summary = json.loads((gen_run / "summary.json").read_text())
+    (perplexity,) = multiplexer.Tensors(session, "hparams/val_perplexity_per_token")
+    assert float(tensor_util.make_ndarray(perplexity.tensor_proto)) == pytest.approx(
+        summary["val_perplexity_per_token"], rel=1e-5)
+
+
 def test_finished_run_is_skipped_and_an_interrupted_one_resumes(gen_config, gen_run, monkeypatch, capsys):
     before = (gen_run / "model.keras").stat().st_mtime_ns
     assert train_generator(gen_config) == gen_run

@@ -43,6 +43,23 @@ def test_report_holds_every_table(gen_config):
     assert (out / "title_lengths.png").stat().st_size > 0 and (out / "config.yaml").exists()
 
 
+def test_html_report_opens_in_chromium_with_generated_titles_per_poster(gen_config, tmp_path):
+    import re
+
+    import browser
+
+    if browser.chromium() is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    out = generator_report.evaluate_generator(gen_config, samples=5)
+    dom, _ = browser.render(out / "report.html", tmp_path)
+    assert re.search(r'data-broken-images="(\d+)"', dom).group(1) == "0"
+    assert int(re.search(r'data-images="(\d+)"', dom).group(1)) == 1 + 5   # the plot and five posters
+    for table in ("perplexity", "made-up-titles", "generated"):
+        assert f'id="{table}"' in dom
+    cards = re.findall(r'<div class="card".*?</ol>', dom, re.S)
+    assert len(cards) == 5 and all(card.count("<li>") == 3 for card in cards)
+
+
 def test_user_pairs_are_scored(gen_config, tmp_path):
     movies = load_prepared(gen_config["data"]["prepared_dir"]).movies
     poster = movies.loc[movies["has_poster"], "poster"].iloc[0]

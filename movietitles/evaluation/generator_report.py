@@ -14,6 +14,7 @@ import yaml
 
 from movietitles.config import with_overrides, write_config
 from movietitles.data.dataset import load_prepared
+from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
     RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles)
 from movietitles.generate import generate_titles
@@ -119,6 +120,10 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     ]) + "\n"
     atomic_write_text(out / "report.md", report)
     _plot_lengths(generated, real, out / "title_lengths.png")
+    shown_titles = generate_titles(run, test.poster[shown], test.genres[shown] if uses_genres else None, n=3,
+                                   sampler="top_p", seed=seed)
+    write_html_report(out, metrics, {"Title lengths (words)": out / "title_lengths.png"},
+                      generator_gallery(test.movies, shown, shown_titles), "Title generator evaluation")
     return out
 
 

@@ -35,6 +35,7 @@ from movietitles.generator.data import TitleSet, make_generator_dataset, poster_
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.io import atomic_save_model, atomic_write_text
+from movietitles.tensorboard_logs import generator_hparams, write_hparams, write_posters
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,9 @@ class _RunState(keras.callbacks.Callback):
         generated = sample_titles(self.model, self.tokenizer, self.samples.poster, self.samples.genres, n=1,
                                   sampler="greedy")
         cell = lambda text: text.replace("|", "\\|").replace("\n", " ")
-        table = "| true title | generated (greedy) |\n|---|---|\n" + "\n".join(
-            f"| {cell(t)} | {cell(g[0])} |" for t, g in zip(self.samples.movies["title"], generated))
+        table = "| # | true title | generated (greedy) |\n|---|---|---|\n" + "\n".join(
+            f"| {i} | {cell(t)} | {cell(g[0])} |"
+            for i, (t, g) in enumerate(zip(self.samples.movies["title"], generated), start=1))
         with self.writer.as_default(step=epoch):
             tf.summary.text("generated_titles", table)
         self.writer.flush()
@@ -212,6 +214,9 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
     samples = val.subset(np.sort(rng.choice(len(val), min(SAMPLE_POSTERS, len(val)), replace=False)))
     warmup = gcfg["warmup_epochs"] if len(corpus) else 0
     state = _RunState(run_dir, tokenizer, val, samples, warmup, gcfg["patience"], config["seed"])
+    write_posters(run_dir / "logs" / "samples", "sample_posters", samples.movies["poster"].tolist(),
+                  [[f"#{i}", t] for i, t in enumerate(samples.movies["title"], start=1)],
+                  description="The fixed validation posters whose generated titles the Text dashboard shows.")
     start = state.restore(model)
 
     def with_weights(titles: TitleSet) -> tf.data.Dataset:
@@ -254,6 +259,10 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         "val_perplexity_per_token_shuffled_posters": math.exp(shuffled_nll / tokens),
         "seconds_in_last_session": round(time.perf_counter() - started, 1),  # less when a run resumed
     }
+    write_hparams(run_dir / "logs", generator_hparams(config),
+                  {k: summary[k] for k in ("best_epoch", "best_val_loss", "val_perplexity_per_token",
+                                           "val_perplexity_per_character", "val_perplexity_per_token_shuffled_posters")},
+                  trial_id=run_dir.name)
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     log.info("title generator: %s", summary)

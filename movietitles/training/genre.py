@@ -25,7 +25,7 @@ from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
-from movietitles.tensorboard_logs import write_pr_curves, write_projector
+from movietitles.tensorboard_logs import log_genre_run
 from movietitles.training.distribute import is_chief, make_strategy
 from movietitles.training.loop import check_monitor, predict_scores, train_loop
 
@@ -124,9 +124,9 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
         return out_dir
 
     scores = predict_scores(model, model_inputs(model, val))
-    save_thresholds(out_dir, val, scores, gcfg["thresholds"])
-    write_pr_curves(out_dir / "logs", val.labels, scores, train.genres)
-    write_projector(out_dir / "logs", val.inputs, val.movies["title"].tolist(), val.movies["genres"].tolist())
+    thresholds = save_thresholds(out_dir, val, scores, gcfg["thresholds"])
+    log_genre_run(out_dir / "logs", config, task, val.movies, val.labels, scores, thresholds, train.genres,
+                  val.inputs, best_epoch=max(result.best_epoch, 0))
     summary = {
         "task": task,
         "inputs": [tensor.name for tensor in model.inputs],
@@ -146,10 +146,11 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     return out_dir
 
 
-def save_thresholds(run_dir: Path, val: Features, scores: np.ndarray, threshold_cfg: dict) -> None:
-    """Per-genre thresholds fitted on the validation scores, by the configured strategy, as JSON."""
+def save_thresholds(run_dir: Path, val: Features, scores: np.ndarray, threshold_cfg: dict) -> np.ndarray:
+    """Per-genre thresholds fitted on the validation scores by the configured strategy, saved as JSON."""
     thresholds = fit_thresholds(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["shrinkage"])
     atomic_write_text(run_dir / THRESHOLDS_FILE, json.dumps(dict(zip(val.genres, map(float, thresholds))), indent=2))
+    return thresholds
 
 
 def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]) -> Path:
