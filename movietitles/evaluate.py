@@ -187,7 +187,8 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     }
     write_report(run_dir, results, len(test), notes=notes, comparisons=paired, answer=answer,
                  extra={"bootstrap": {"resamples": boot.n_resamples, "level": boot.level, "seed": config["seed"]},
-                        "validation_out_of_sample": validation, "threshold_strategies": strategies},
+                        "validation_out_of_sample": validation, "threshold_strategies": strategies,
+                        "headline_fusion_row": headline},
                  sections=[strategy_section(strategies)])
     payload = json.loads((run_dir / "metrics.json").read_text())
     main = [title, poster, headline, MODEL_ROWS["fusion"]]

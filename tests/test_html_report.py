@@ -1,6 +1,7 @@
 """report.html: tables (with intervals when present), embedded plots, and a gallery card per test
 poster; rendered in headless Chromium, which must find every table and card and no broken image."""
 
+import json
 import re
 
 import numpy as np
@@ -136,5 +137,6 @@ def test_genre_evaluation_report_opens_in_chromium(tiny_config, trained, tmp_pat
     cards = dom.count('class="card"')
     assert cards == test_size if test_size <= 12 else cards >= 12
     card = dom[dom.index('class="card"'):]
-    for row in (MODEL_ROWS["title"], MODEL_ROWS["poster"], MODEL_ROWS["fusion"], "late fusion: mean"):
+    headline = json.loads((run_dir / "metrics.json").read_text())["headline_fusion_row"]
+    for row in (MODEL_ROWS["title"], MODEL_ROWS["poster"], MODEL_ROWS["fusion"], headline):
         assert f"<td>{row}</td>" in card[:card.index("</table>")]

@@ -22,7 +22,7 @@ import yaml
 from movietitles.config import with_overrides, write_config
 from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
 from movietitles.features.extract import POSTER, TITLE
-from movietitles.features.pipeline import Features, load_split, make_dataset
+from movietitles.features.pipeline import Features, cache_key, load_split, make_dataset
 from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
 from movietitles.tensorboard_logs import log_genre_run
@@ -32,16 +32,16 @@ from movietitles.training.loop import check_monitor, predict_scores, train_loop
 log = logging.getLogger(__name__)
 
 GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
-ENCODER_OF = {TITLE: "text", POSTER: "image"}
 MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
 
 
 def run_directory(config: dict, task: str) -> Path:
     """Deterministic in what shapes the model, so re-running a command finds (and resumes) its run."""
     genre = {k: v for k, v in config["genre"].items() if k != "models"}
-    # Only the encoders the task reads: a new image encoder does not retrain the title model.
-    encoders = {ENCODER_OF[kind]: config["encoders"][ENCODER_OF[kind]] for kind in GENRE_TASKS[task]}
-    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "encoders": encoders,
+    # The features the task reads, by their cache keys: a new image encoder does not retrain the title
+    # model, and settings that change no feature (batch sizes, input limits) retrain nothing.
+    features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
+    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "features": features,
                "genre": genre, "model": config["genre"]["models"][task]}
     digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
     return Path(config["genre"]["runs_dir"]) / f"{task}-{digest}"
@@ -167,7 +167,9 @@ def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]
     atomic_save_model(ensemble, run_dir / MODEL_FILE)
     save_thresholds(run_dir, val, scores, tcfg)
     member_summaries = [json.loads((member / SUMMARY_FILE).read_text()) for member in members]
-    summary = {**member_summaries[0], "members": [str(m) for m in members],
+    shared = ("task", "inputs", "training_movies", "training_title_only_movies", "validation_movies", "imbalance",
+              "strategy", "replicas")
+    summary = {**{k: member_summaries[0][k] for k in shared}, "members": [str(m) for m in members],
                "seeds": [config["seed"] + k for k in range(len(members))],
                "best_epoch": [m["best_epoch"] for m in member_summaries],
                "validation_oos_macro_f1": out_of_sample_f1(val.labels, scores, tcfg["strategy"], tcfg["repeats"],
