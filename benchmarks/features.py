@@ -116,12 +116,15 @@ def measure(config: dict, posters: int, titles: int) -> dict:
 
     from movietitles.runtime import runtime_info
 
-    out = {"runtime": runtime_info(),
-           "matmul": matmul_gflops(lambda a, b: tf.matmul(a, b).numpy())}
+    def matmul() -> float:
+        return matmul_gflops(lambda a, b: tf.matmul(a, b).numpy())
+
+    out = {"runtime": runtime_info(), "matmul": matmul()}
     if posters:
         out["posters"] = poster_figures(config, posters)
     if titles:
         out["titles"] = title_figures(config, titles)
+    out["matmul"] = max(out["matmul"], matmul())  # before and after: a busy moment understates the peak
     out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -180,7 +183,7 @@ def print_table(results: dict, peak: float, peaks: dict) -> None:
         per_title = lambda r: r["titles"]["flops"] / r["titles"]["count"]  # noqa: E731
         gflops_row("GFLOP/s, the cache's way (share of peak)", "titles", "per_batch", per_title)
     row("peak memory (max RSS), MiB", [f"{r['peak_mib']:.0f}" for r in results.values()])
-    print(f"peak: {peak:.1f} GFLOP/s, the best float32 {MATMUL_N}x{MATMUL_N} matmul of this run "
+    print(f"peak: {peak:.1f} GFLOP/s, the best float32 {MATMUL_N}x{MATMUL_N} matmul of this run, before and after "
           f"({', '.join(f'{k} {v:.1f}' for k, v in peaks.items())})")
 
 
@@ -202,6 +205,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     numpy_peak = matmul_gflops(np.matmul)
     results = {name: run_path(name, argv) for name in args.paths}
+    numpy_peak = max(numpy_peak, matmul_gflops(np.matmul))
     tf_version = next(iter(results.values()))["runtime"]["tensorflow"]
     print(f"TensorFlow {tf_version}; 1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
           "(other processes share the cores)")
