@@ -28,10 +28,10 @@ def test_bert_count_from_variable_shapes():
         return SimpleNamespace(name=f"{name}:0", shape=shape)
 
     d, ff, heads = 8, 32, 2
-    layer = [var("layer_0/attention/query/kernel", d, heads, d // heads), var("layer_0/attention/key/kernel", d, heads,
-             d // heads), var("layer_0/attention/value/kernel", d, heads, d // heads),
-             var("layer_0/attention/attention_output/kernel", heads, d // heads, d), var("layer_0/query/bias", heads, 4),
-             var("layer_0/intermediate/kernel", d, ff), var("layer_0/output/kernel", ff, d)]
+    layer = [var(f"layer_0/attention/{n}/kernel", d, heads, d // heads) for n in ("query", "key", "value")]
+    layer += [var("layer_0/attention/attention_output/kernel", heads, d // heads, d),
+              var("layer_0/attention/query/bias", heads, d // heads),
+              var("layer_0/intermediate/kernel", d, ff), var("layer_0/output/kernel", ff, d)]
     flops = BertFlops([var("token_embedding/embeddings", 100, d), *layer, var("pooled_dense/kernel", d, d)])
     length, batch = 5, 3
     per_token = 2 * (4 * d * d + 2 * d * ff) + 4 * length * d
