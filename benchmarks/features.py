@@ -68,7 +68,8 @@ def poster_figures(config: dict, count: int) -> dict:
     encoder = build_image_encoder(cfg)
     batch_size = cfg["batch_size"]
     few = paths[:2 * batch_size]
-    end_to_end = timed(lambda: embed_posters(encoder, paths, batch_size), lambda: embed_posters(encoder, few, batch_size))
+    end_to_end = timed(lambda: embed_posters(encoder, paths, batch_size),
+                       lambda: embed_posters(encoder, few, batch_size))
     pipeline = timed(lambda: sum(1 for _ in poster_batches(encoder, paths, batch_size)))
     batch = next(iter(poster_batches(encoder, paths, batch_size)))
     steps = max(1, len(paths) // batch_size)
