@@ -2,6 +2,8 @@
 
 import pytest
 
+import movietitles  # noqa: F401  before any test imports TensorFlow: the package's oneDNN default applies
+
 
 @pytest.fixture(scope="session")
 def minilm_hub_dirs(tmp_path_factory):

@@ -133,3 +133,21 @@ def test_shard_processes_finishing_together_all_merge(tmp_path):
         assert [w.returncode for w in workers] == [0] * 4, [err[-1500:] for _, err in outputs]
         assert [out.strip() for out, _ in outputs] == ["True"] * 4
         np.testing.assert_array_equal(cache.load()[:, 0], np.arange(len(ids)))
+
+
+def test_merged_cache_records_what_computed_each_chunk(tmp_path):
+    fast, plain = {"onednn": True, "intra_op_threads": 0}, {"onednn": False, "intra_op_threads": 0}
+    for shard, runtime in ((0, fast), (1, plain)):
+        cache = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
+        fill_cache(cache, fake_embed([]), "test", shard=shard, num_shards=2, runtime=runtime)
+    assert not (cache.directory / "chunks" / "00000.json").exists()  # folded into runtime.json
+    assert cache.runtime_records() == [{"runtime": fast, "chunks": [0, 2, 4]},
+                                       {"runtime": plain, "chunks": [1, 3]}]
+
+
+def test_chunks_written_without_a_runtime_are_recorded_as_unknown(tmp_path):
+    cache = FeatureCache.open(tmp_path, "title", "enc", IDS, chunk_size=20)
+    cache.write_chunk(0, np.zeros((20, 2), np.float32))
+    cache.write_chunk(1, np.zeros((3, 2), np.float32), runtime={"onednn": True})
+    assert cache.merge()
+    assert cache.runtime_records() == [{"runtime": None, "chunks": [0]}, {"runtime": {"onednn": True}, "chunks": [1]}]

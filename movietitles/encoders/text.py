@@ -129,14 +129,22 @@ class TextEncoder:
         """float32 [len(titles), dim] in input order, in batches of `batch_size` titles of similar length."""
         titles = list(titles)
         out = np.zeros((len(titles), self.dim), np.float32)
+        for rows, inputs in self._sorted_batches(titles):
+            out[rows] = self._run(inputs)["embedding"]
+        return out
+
+    def batch_shapes(self, titles: list[str]) -> list[tuple[int, int]]:
+        """(titles, padded length) of each batch that `embed(titles)` runs."""
+        return [inputs["input_mask"].shape for _, inputs in self._sorted_batches(list(titles))]
+
+    def _sorted_batches(self, titles: list[str]):
         chunk = self.batch_size * 16  # sort by length within chunks: little padding, bounded memory
         for start in range(0, len(titles), chunk):
             inputs = self._preprocess_full(titles[start:start + chunk])
             order = np.argsort(inputs["input_mask"].sum(axis=1), kind="stable")
             for i in range(0, len(order), self.batch_size):
                 idx = order[i:i + self.batch_size]
-                out[start + idx] = self._run(self._trim({k: v[idx] for k, v in inputs.items()}))["embedding"]
-        return out
+                yield start + idx, self._trim({k: v[idx] for k, v in inputs.items()})
 
 
 def build_text_encoder(cfg: dict) -> TextEncoder:

@@ -6,7 +6,9 @@ Layout of one cache (one encoder + preprocessing, one list of ids):
         meta.json            what the rows are (kind, cache_key, number of rows, chunk size)
         ids.txt              the ids, one a line, in row order
         chunks/00012.npy     rows [12 * chunk_size, 13 * chunk_size), written atomically
+        chunks/00012.json    what computed it (TensorFlow, oneDNN, threads, CPU; `movietitles.runtime`)
         features.npy         all rows, written atomically once every chunk exists
+        runtime.json         the chunks' records once merged: [{"runtime": {...}, "chunks": [0, 2, ...]}]
 
 A chunk file exists only once it is complete, so a run that is killed and started again
 recomputes at most one chunk. Shard I of N computes the chunks whose index is I modulo N,
@@ -79,13 +81,19 @@ class FeatureCache:
         return sum(self.chunk_rows(i).stop - self.chunk_rows(i).start
                    for i in range(self.num_chunks) if self.chunk_path(i).exists())
 
-    def write_chunk(self, index: int, features: np.ndarray) -> None:
+    def runtime_path(self, index: int) -> Path:
+        return self.directory / "chunks" / f"{index:05d}.json"
+
+    def write_chunk(self, index: int, features: np.ndarray, runtime: dict | None = None) -> None:
         rows = self.chunk_rows(index)
         expected = rows.stop - rows.start
         if features.ndim != 2 or features.shape[0] != expected:
             raise ValueError(f"chunk {index} of {self.directory}: expected {expected} rows, got shape {features.shape}")
         if not np.all(np.isfinite(features)):
             raise ValueError(f"chunk {index} of {self.directory}: the encoder produced non-finite values")
+        # Before the chunk: a chunk file never exists without its record (a stale record is overwritten).
+        if runtime is not None:
+            atomic_write_text(self.runtime_path(index), json.dumps(runtime, sort_keys=True))
         atomic_save_npy(self.chunk_path(index), features.astype(np.float32, copy=False))
 
     def merge(self) -> bool:
@@ -100,14 +108,34 @@ class FeatureCache:
             return False
         try:
             features = np.concatenate([np.load(self.chunk_path(i)) for i in range(self.num_chunks)])
+            runtimes = self._runtime_records()
         except FileNotFoundError:
             if self.is_complete():  # another process merged them meanwhile
                 return True
             raise
+        if self.is_complete():  # merged meanwhile: its runtime.json is whole, keep it
+            return True
+        atomic_write_text(self.directory / "runtime.json", json.dumps(runtimes, indent=2))
         atomic_save_npy(self.merged_path, features)
         for i in range(self.num_chunks):
             self.chunk_path(i).unlink(missing_ok=True)
+            self.runtime_path(i).unlink(missing_ok=True)
         return True
+
+    def _runtime_records(self) -> list[dict]:
+        """The chunks grouped by the runtime that computed them (null: not recorded)."""
+        records: dict[str, dict] = {}
+        for i in range(self.num_chunks):
+            path = self.runtime_path(i)
+            runtime = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+            key = json.dumps(runtime, sort_keys=True)
+            records.setdefault(key, {"runtime": runtime, "chunks": []})["chunks"].append(i)
+        return list(records.values())
+
+    def runtime_records(self) -> list[dict]:
+        """What computed a merged cache (`[]` for a cache merged before runtimes were recorded)."""
+        path = self.directory / "runtime.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
 
     def load(self) -> np.ndarray:
         if not self.is_complete():

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from movietitles.data.dataset import load_prepared
 from movietitles.features.cache import FeatureCache
+from movietitles.runtime import runtime_info
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,19 @@ def embed_posters(encoder, paths: list[str], batch_size: int) -> np.ndarray:
     return np.concatenate([encoder.embed(batch) for batch in poster_batches(encoder, paths, batch_size)])
 
 
-def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0, num_shards: int = 1) -> bool:
-    """Compute the missing chunks of this shard; merge when every chunk exists. True when complete."""
+def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0, num_shards: int = 1,
+               runtime: dict | None = None) -> bool:
+    """Compute the missing chunks of this shard; merge when every chunk exists. True when complete.
+
+    `runtime` (e.g. `movietitles.runtime.runtime_info()`) is recorded beside each chunk written.
+    """
     missing = cache.missing_chunks(shard, num_shards)
     if missing:
         todo_rows = sum(cache.chunk_rows(i).stop - cache.chunk_rows(i).start for i in missing)
         with tqdm(total=todo_rows, desc=description, unit="row") as progress:
             for index in missing:
                 rows = cache.chunk_rows(index)
-                cache.write_chunk(index, embed_rows(rows))
+                cache.write_chunk(index, embed_rows(rows), runtime)
                 progress.update(rows.stop - rows.start)
     complete = cache.merge()
     if complete:
@@ -83,8 +88,8 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
         titles = rows["title"].tolist()
         cache = open_cache(config, TITLE, encoder.cache_key, rows)
         # TextEncoder.embed batches titles of similar length, so per-batch padding pads little.
-        fill_cache(cache, lambda r: encoder.embed(titles[r]),
-                   f"titles ({encoder.cache_key})", shard, num_shards)
+        fill_cache(cache, lambda r: encoder.embed(titles[r]), f"titles ({encoder.cache_key})", shard, num_shards,
+                   {**runtime_info(), "batch_size": encoder.batch_size})
         directories[TITLE] = cache.directory
     if POSTER in kinds:
         from movietitles.encoders.image import build_image_encoder
@@ -95,6 +100,7 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
         paths = rows["poster"].tolist()
         cache = open_cache(config, POSTER, encoder.cache_key, rows)
         fill_cache(cache, lambda r: embed_posters(encoder, paths[r], image_cfg["batch_size"]),
-                   f"posters ({encoder.cache_key})", shard, num_shards)
+                   f"posters ({encoder.cache_key})", shard, num_shards,
+                   {**runtime_info(), "batch_size": image_cfg["batch_size"]})
         directories[POSTER] = cache.directory
     return directories
