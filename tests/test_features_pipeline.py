@@ -17,7 +17,7 @@ def test_every_title_and_poster_is_cached_once(tiny_config):
     assert titles.directory == directories[TITLE] and titles.is_complete()
     assert titles.load().shape == (len(movies), 384)
     posters = np.load(directories[POSTER] / "features.npy")
-    assert posters.shape == (int(movies["has_poster"].sum()), 1280)
+    assert posters.shape == (int(movies["has_poster"].sum()), 2024)  # multi-depth pooling: 1280 + 744
     assert np.all(np.isfinite(posters)) and posters.std() > 0
 
 
@@ -42,7 +42,7 @@ def test_title_only_movies_train_the_title_model_only(tiny_config):
 def test_dataset_yields_named_inputs_labels_and_text(tiny_config):
     features = load_split(tiny_config, "train", (TITLE, POSTER))
     batch_inputs, batch_labels = next(iter(make_dataset(features, 8, shuffle=True, with_text=True)))
-    assert batch_inputs[TITLE].shape == (8, 384) and batch_inputs[POSTER].shape == (8, 1280)
+    assert batch_inputs[TITLE].shape == (8, 384) and batch_inputs[POSTER].shape == (8, 2024)
     assert batch_labels.shape == (8, len(features.genres))
     assert batch_inputs["title_text"].dtype.name == "string"
     total = sum(int(y.shape[0]) for _, y in make_dataset(features, 8))
