@@ -7,6 +7,7 @@ less the umask), not the private 0600 of a temporary file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -32,30 +33,16 @@ def file_mode() -> int:
     return 0o666 & ~_read_umask()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+@contextlib.contextmanager
+def _replacing(path: str | Path, suffix: str = ".tmp"):
+    """A temporary path beside `path` to write to; when the block ends without error the file gets the usual
+    permissions, is synced, and replaces `path` in one rename. A crash leaves the previous file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), file_mode())
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_model(model, path: str | Path) -> None:
-    """`model.save(path)` (a .keras file) atomically: a crash during the save keeps the previous file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
-        model.save(tmp)
+        yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
@@ -63,6 +50,17 @@ def atomic_save_model(model, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with _replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_save_model(model, path: str | Path) -> None:
+    """`model.save(path)` (a .keras file) atomically: a crash during the save keeps the previous file whole."""
+    with _replacing(path, suffix=f".tmp{Path(path).suffix}") as tmp:
+        model.save(tmp)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
