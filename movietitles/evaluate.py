@@ -2,8 +2,10 @@
 (`--task generator`: the title generator's evaluation; `--task embeddings`: its embedding comparison).
 
 One row per model — title (BERT), poster (CNN), each late-fusion combiner (Method 1), early
-fusion (Method 2) — plus baselines fitted in the same run on the same split. Thresholds are
-tuned per genre on the validation split; the Keras models are also shown at a fixed 0.5.
+fusion (Method 2) — plus baselines fitted in the same run on the same split. Per-genre thresholds
+are fitted on the validation split only (genre.thresholds); the Keras models are also shown at a
+fixed 0.5. Every score carries a 95% bootstrap interval over the test movies, and rows are compared
+in pairs on the same resamples (see evaluation/bootstrap.py and evaluation/comparisons.py).
 
     python -m movietitles.evaluate                  # after python -m movietitles.train --task genres
     python -m movietitles.evaluate --data ROOT --set data.source=manifest   # a new batch of films
