@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import browser
+from tiny_dataset import plain_posters
 from movietitles.evaluation.html_report import gallery_records, write_html_report
 from movietitles.evaluation.metrics import SUMMARY_KEYS, multilabel_metrics
 from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1
@@ -28,12 +29,7 @@ def evaluation(tmp_path_factory):
     """40 made-up test movies with posters (one poster file missing), three models' scores and predictions."""
     root = tmp_path_factory.mktemp("html")
     rng = np.random.default_rng(3)
-    posters = []
-    for i in range(40):
-        path = root / "posters" / f"{i}.jpg"
-        path.parent.mkdir(exist_ok=True)
-        Image.new("RGB", (80, 120), tuple(int(c) for c in rng.integers(0, 256, 3))).save(path)
-        posters.append(str(path))
+    posters = plain_posters(root / "posters", 40, (80, 120), rng)
     posters[5] = str(root / "posters" / "missing.jpg")
     movies = pd.DataFrame({"title": [f"Film <{i}> & co" for i in range(40)], "poster": posters})
     labels = (rng.random((40, len(GENRES))) < 0.35).astype(np.int8)

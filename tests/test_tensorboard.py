@@ -22,6 +22,7 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 from tensorboard.util import tensor_util
+from tiny_dataset import plain_posters
 
 from movietitles.config import load_config
 from movietitles.evaluate import MODEL_ROWS, evaluate_genres
@@ -50,12 +51,7 @@ def synthetic_run(tmp_path_factory):
     """log_genre_run over 30 made-up validation movies with posters."""
     root = tmp_path_factory.mktemp("tb")
     rng = np.random.default_rng(0)
-    posters = []
-    for i in range(30):
-        path = root / "posters" / f"{i}.jpg"
-        path.parent.mkdir(exist_ok=True)
-        Image.new("RGB", (60, 90), tuple(int(c) for c in rng.integers(0, 256, 3))).save(path)
-        posters.append(str(path))
+    posters = plain_posters(root / "posters", 30, (60, 90), rng)
     movies = pd.DataFrame({"title": [f"Film\t{i}" for i in range(30)], "genres": ["Action|Drama"] * 30,
                            "poster": posters})
     labels = (rng.random((30, 3)) < 0.4).astype(np.float32)

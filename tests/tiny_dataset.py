@@ -171,3 +171,14 @@ def _jpeg_bytes(img: Image.Image) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def plain_posters(folder: Path, n: int, size: tuple[int, int], rng) -> list[str]:
+    """n single-colour JPEG posters of `size` (width, height) in `folder`; colours from a numpy Generator."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.jpg"
+        Image.new("RGB", size, tuple(int(c) for c in rng.integers(0, 256, 3))).save(path)
+        paths.append(str(path))
+    return paths
