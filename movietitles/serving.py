@@ -177,7 +177,8 @@ class GenreServingModule(tf.Module):
         features = {name: inputs[f"{name}_embedding"] for name in self.input_names}
         if self.reads_title_text:
             features[TITLE_TEXT] = inputs[TITLE_TEXT]
-        return self._classify(features)
+        # Raw titles arriving here are checked like those of serving_default (checked there when embedded).
+        return self._classify(features, check_title_text=self.reads_title_text)
 
     def _embed(self, name, values):
         embed = self._embed_titles if name == TITLE else self._embed_posters
@@ -199,11 +200,14 @@ class GenreServingModule(tf.Module):
         images = preprocess_posters(self._image_encoder, posters)
         return tf.cast(self.image_model(images, training=False), tf.float32)
 
-    def _classify(self, features):
+    def _classify(self, features, check_title_text: bool = False):
+        def classify():
+            with tf.control_dependencies(check_titles(features[TITLE_TEXT]) if check_title_text else []):
+                return tf.cast(self.classifier(features, training=False), tf.float32)
+
         # An empty batch skips the classifier (its n-gram counting fails on zero titles).
         rows = tf.shape(next(iter(features.values())))[0]
-        probabilities = tf.cond(rows > 0, lambda: tf.cast(self.classifier(features, training=False), tf.float32),
-                                lambda: tf.zeros([0, self.thresholds.shape[0]], tf.float32))
+        probabilities = tf.cond(rows > 0, classify, lambda: tf.zeros([0, self.thresholds.shape[0]], tf.float32))
         predicted = probabilities >= self.thresholds
         names = tf.ragged.boolean_mask(tf.broadcast_to(self.genre_names, tf.shape(predicted)), predicted)
         return {"probabilities": probabilities, "predicted": tf.cast(predicted, tf.int32),

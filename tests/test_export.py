@@ -267,6 +267,12 @@ def test_empty_blank_and_non_utf8_titles_are_refused_by_index(loaded, samples, b
             serve(**{k: tf.constant(v) for k, v in inputs.items()})
         out = serve(**{k: tf.constant(v[:1]) for k, v in inputs.items()})  # and it serves the next request
         assert out["genres"].shape == (1,) and np.all(np.isfinite(out["probabilities"].numpy()))
+        # The embeddings signature's raw titles (the n-gram channel's input) are checked the same way.
+        embeddings = loaded[task].signatures["embeddings"]
+        dims = {k: v.shape[-1] for k, v in embeddings.structured_input_signature[1].items() if k != "title_text"}
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"title {index} {problem}"):
+            embeddings(title_text=tf.constant(inputs["title"]),
+                       **{k: tf.zeros([len(inputs["title"]), d]) for k, d in dims.items()})
 
 
 def test_a_huge_poster_among_good_ones_is_refused_by_index(loaded, samples):
