@@ -135,13 +135,15 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     # Thresholds are fitted on validation only (test scores never reach fit_thresholds).
     thresholds = {row: fit_thresholds(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["shrinkage"])
                   for row, scores in val_scores.items()}
-    validation = {row: out_of_sample_f1(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["repeats"],
-                                        config["seed"], shrinkage=threshold_cfg["shrinkage"])
-                  for row, scores in val_scores.items()}
-    strategies = {row: {strategy: out_of_sample_f1(val.labels, val_scores[row], strategy, threshold_cfg["repeats"],
-                                                   config["seed"], shrinkage=threshold_cfg["shrinkage"])
-                        for strategy in STRATEGIES}
+
+    def out_of_sample(row, strategy):
+        return out_of_sample_f1(val.labels, val_scores[row], strategy, threshold_cfg["repeats"], config["seed"],
+                                shrinkage=threshold_cfg["shrinkage"])
+
+    strategies = {row: {strategy: out_of_sample(row, strategy) for strategy in STRATEGIES}
                   for row in val_scores if row in STRATEGY_ROWS}
+    validation = {row: strategies[row][threshold_cfg["strategy"]] if row in strategies
+                  else out_of_sample(row, threshold_cfg["strategy"]) for row in val_scores}
     predictions = {row: predict(test_scores[row], thresholds[row]) for row in test_scores}
     tuned_title, tuned_poster = predictions[title], predictions[poster]
     predictions["late fusion: union"] = late_fusion.union(tuned_title, tuned_poster)
