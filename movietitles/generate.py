@@ -68,8 +68,9 @@ def check_temperature(temperature: float) -> None:
 
 def sample_titles(model: keras.Model, tokenizer: TitleTokenizer, poster_vectors, genres=None, n: int = 5,
                   sampler: str = "top_p", temperature: float = 1.0, seed: int | None = None, k: int = 10,
-                  p: float = 0.9, num_beams: int = 5, max_rows: int = 512) -> list[list[str]]:
-    """n titles per poster vector ([N, Dp]); `genres`: [N, G] multi-hot (only for a model trained with genres).
+                  p: float = 0.9, num_beams: int = 5, max_rows: int = 512, poster_text=None) -> list[list[str]]:
+    """n titles per poster vector ([N, Dp]); `genres`: [N, G] multi-hot (only for a model trained with genres);
+    `poster_text`: [N, M] subword ids of each poster's text (only for a model that reads it).
 
     greedy: the one most likely continuation, repeated n times; beam: the n best of max(n, num_beams)
     beams; top_k / top_p: n independent samples (reproducible with `seed`). Posters are decoded in
@@ -90,18 +91,20 @@ def sample_titles(model: keras.Model, tokenizer: TitleTokenizer, poster_vectors,
         chooser = _make_sampler(sampler, n, temperature, None if seed is None else seed + number, k, p, num_beams)
         part = slice(start, start + chunk)
         ids = _sample_ids(model, tokenizer, chooser, poster[part], None if genres is None else genres[part],
-                          1 if sampler in ("greedy", "beam") else n)
+                          1 if sampler in ("greedy", "beam") else n,
+                          None if poster_text is None else np.asarray(poster_text)[part])
         titles += [[tokenizer.decode(row[1:]) for row in per_poster[:n]] for per_poster in ids]
     return [t * n if sampler == "greedy" else t for t in titles]
 
 
-def _sample_ids(model, tokenizer: TitleTokenizer, chooser, poster: np.ndarray, genres, draws: int) -> np.ndarray:
+def _sample_ids(model, tokenizer: TitleTokenizer, chooser, poster: np.ndarray, genres, draws: int,
+                poster_text=None) -> np.ndarray:
     """[N, draws (beams for beam search, best first), 1 + max_len] ids: <s>, the title, </s>, PAD."""
     beams = chooser.num_beams if isinstance(chooser, keras_hub.samplers.BeamSampler) else 1
     copies = draws * beams                                     # rows the decoder sees per poster
-    inputs = decoder_inputs(model, np.repeat(poster, copies, axis=0),
-                            None if genres is None else np.repeat(genres, copies, axis=0),
-                            np.zeros((len(poster) * copies, 1), np.int32))
+    repeat = lambda a: None if a is None else np.repeat(a, copies, axis=0)  # noqa: E731
+    inputs = decoder_inputs(model, repeat(poster), repeat(genres), np.zeros((len(poster) * copies, 1), np.int32),
+                            repeat(poster_text))
     conditions = {name: tf.constant(value) for name, value in inputs.items() if name != TOKENS}
 
     length = tokenizer.max_len + 1                             # <s> then up to max_len subwords
@@ -117,15 +120,20 @@ def _sample_ids(model, tokenizer: TitleTokenizer, chooser, poster: np.ndarray, g
     only_pad = np.full(vocab, _NEG, np.float32)
     only_pad[tokenizer.pad_id] = 0.0
     positions = tf.range(length)[None, :]
-    # The output layer runs on the one step that is needed, not on all of them.
+    # The output layer runs on the one step that is needed, not on all of them (a plain Dense head; the
+    # pointer-generator's head mixes several inputs and runs on every step).
     head = model.get_layer(LOGITS)
-    body = keras.Model(model.input, head.input)
+    body = keras.Model(model.input, head.input) if isinstance(head, keras.layers.Dense) else None
+
+    def step_logits(prompt, index):
+        if body is None:
+            return tf.gather(model({**conditions, TOKENS: prompt}, training=False), index - 1, axis=1)
+        return head(tf.gather(body({**conditions, TOKENS: prompt}, training=False), index - 1, axis=1))
 
     def next_logits(prompt, cache, index):
         # No cache: the decoder re-reads the prefix each step (titles are short). The GRU is causal,
         # so its state at index-1 (which predicts the token at index) ignores the PAD after it.
-        states = body({**conditions, TOKENS: prompt}, training=False)
-        logits = head(tf.gather(states, index - 1, axis=1)) + tf.where(index == 1, no_empty_title, banned)
+        logits = step_logits(prompt, index) + tf.where(index == 1, no_empty_title, banned)
         # A title that has ended only continues with PAD, at no cost: beam scores stay those of the title.
         done = tf.reduce_any((prompt == tokenizer.eos_id) & (positions < index), axis=1)
         return tf.where(done[:, None], only_pad, logits), None, cache
@@ -142,10 +150,11 @@ SAMPLING_DEFAULTS = {"sampler": "top_p", "temperature": 0.7, "k": 10, "p": 0.9, 
 
 def generate_titles(run: GeneratorRun | str | Path, poster_vectors, genres=None, n: int = 5,
                     sampler: str | None = None, temperature: float | None = None, seed: int | None = None,
-                    **options) -> list[list[str]]:
+                    poster_text=None, **options) -> list[list[str]]:
     """n titles for each poster vector ([N, Dp], from the run's image encoder) of a trained generator run.
 
-    `run`: a `load_generator_run` result or a run directory. `genres`: None, a [N, G] multi-hot
+    `run`: a `load_generator_run` result or a run directory. `poster_text`: [N, M] ids of each poster's text
+    (`poster_text_of_files`), for a generator that reads it. `genres`: None, a [N, G] multi-hot
     array, or one list of genre names per poster (a model trained without genres refuses them; one
     trained with them reads None as "no genres"). `sampler`, `temperature` and `options` (k, p,
     num_beams) left out or None take the run config's `generator.sampling`.
@@ -167,7 +176,20 @@ def generate_titles(run: GeneratorRun | str | Path, poster_vectors, genres=None,
                          "(generator.use_genres: false): leave the genres out")
     if uses_genres:
         genres = np.zeros((rows, len(known)), np.float32) if genres is None else genre_vectors(genres, known, rows)
-    return sample_titles(run.model, run.tokenizer, poster_vectors, genres, n=n, seed=seed, **settings)
+    return sample_titles(run.model, run.tokenizer, poster_vectors, genres, n=n, seed=seed, poster_text=poster_text,
+                         **settings)
+
+
+def poster_text_of_files(run: GeneratorRun, paths: Sequence[str | Path]) -> np.ndarray | None:
+    """The subword ids of the text OCR reads on each poster file, for a generator that reads poster text."""
+    text_cfg = (run.config["generator"].get("poster_text") or {})
+    if not text_cfg.get("enabled"):
+        return None
+    from movietitles.encoders.ocr import PosterTextReader
+    from movietitles.generator.data import poster_text_ids
+
+    reader = PosterTextReader(run.config["encoders"]["ocr"])
+    return poster_text_ids([reader.read(str(path)) for path in paths], run.tokenizer, text_cfg)
 
 
 def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarray:
@@ -209,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             genres = [names] * len(args.poster)
         options = {**(config["generator"].get("sampling") or {}),  # this config's, not the run's
                    **{k: v for k, v in (("sampler", args.sampler), ("temperature", args.temperature)) if v is not None}}
-        titles = generate_titles(run, vectors, genres, n=args.n, seed=args.seed, **options)
+        titles = generate_titles(run, vectors, genres, n=args.n, seed=args.seed,
+                                 poster_text=poster_text_of_files(run, args.poster), **options)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -35,10 +35,16 @@ def test_report_holds_every_table(gen_config):
     ranking = metrics["made_up_titles"]
     assert set(ranking["rankers"]) == {"mean log-likelihood per token", "PMI", "summed log-likelihood"}
     assert ranking["posters"] == metrics["titles"] and 1 <= ranking["rankers"]["PMI"]["mean_rank"] <= ranking["candidates"]
+    pmi = ranking["rankers"]["PMI"]
+    assert pmi["recall_at_10_interval"][0] <= pmi["recall_at_10"] <= pmi["recall_at_10_interval"][1]
+    swap = metrics["swap_test"]
+    assert swap["gain_interval"][0] <= swap["gain_bits_per_char"] <= swap["gain_interval"][1]
+    assert swap["bits_per_char_true"] == pytest.approx(metrics["perplexity"]["true poster"]["bits_per_char"])
     generated = metrics["generated"]
     assert generated["generated"] == metrics["titles"] and 0 <= generated["share_new"] <= 1
+    assert 0 <= generated["share_real_words"] <= 1
     report = (out / "report.md").read_text()
-    for heading in ("Cross-entropy", "Made-up titles", "Generated titles", "Samples"):
+    for heading in ("swap test", "Cross-entropy", "Made-up titles", "Generated titles", "Samples"):
         assert heading in report
     assert (out / "title_lengths.png").stat().st_size > 0 and (out / "config.yaml").exists()
 
@@ -80,6 +86,8 @@ def test_embedding_comparison_trains_every_variant(gen_config):
     for name in generator_report.EMBEDDING_VARIANTS:
         assert name in table
     assert "bits / char" in (out / "report.md").read_text()
+    seconds = [line.rsplit("|", 2)[-2].strip() for line in table.splitlines()[2:]]
+    assert all(float(s) > 0 for s in seconds), table  # each variant's training time, not "-"
 
 
 def test_evaluation_on_another_dataset_scores_all_its_posters(gen_config, tmp_path):

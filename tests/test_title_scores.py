@@ -1,12 +1,26 @@
 """The title-scoring arithmetic: perplexities, shuffles, candidate sets, ranks, generation metrics."""
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from movietitles.evaluation.title_scores import (
-    TitleScores, candidate_sets, derangement, generation_metrics, perplexity, rank_of_true, ranking_metrics)
+    TitleScores, candidate_sets, derangement, generation_metrics, perplexity, rank_of_true, ranking_metrics,
+    swap_test)
+from movietitles.generator.data import TitleSet
+from movietitles.generator.tokenizer import TitleTokenizer
+
+BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    if not (BPEMB_DIR / "en").is_dir():
+        pytest.skip(f"{BPEMB_DIR} is not available")
+    return TitleTokenizer({"lang": "en", "vs": 1000, "dim": 25, "cache_dir": str(BPEMB_DIR)}, max_len=4)
 
 
 def test_perplexity_per_token_and_per_character():
@@ -26,7 +40,7 @@ def test_shuffled_posters_never_stay_with_their_movie():
 
 
 def test_candidates_start_with_the_true_title_and_exclude_its_duplicates():
-    titles = ["Cinderella", "cinderella", "Alien", "Heat", "Up", "Jaws"]
+    titles = ["cinderella", "cinderella", "alien", "heat", "up", "jaws"]
     sets = candidate_sets(titles, n_candidates=4, seed=0)
     assert sets.shape == (6, 4) and list(sets[:, 0]) == list(range(6))
     assert not {0, 1} <= set(sets[0]) and len({tuple(sorted(r)) for r in sets}) > 1
@@ -36,12 +50,57 @@ def test_candidates_start_with_the_true_title_and_exclude_its_duplicates():
         candidate_sets(titles, n_candidates=6, seed=0)
 
 
-def test_rank_of_true_counts_ties_against_it():
-    scores = np.array([[0.9, 0.1, 0.2], [0.5, 0.5, 0.1], [0.1, 0.2, 0.3]])
-    np.testing.assert_array_equal(rank_of_true(scores), [1, 2, 3])
-    metrics = ranking_metrics(rank_of_true(scores), n_candidates=3)
+def test_titles_the_tokenizer_cannot_tell_apart_are_not_candidates(tokenizer):
+    # "Saw 2" and "Saw 3" are both "saw 0" to BPEmb: scored identically, they are not a made-up title.
+    titles = ["Saw 2", "Saw 3", "SAW 4", "Alien", "Heat", "Jaws"]
+    assert tokenizer.normal_form("Saw 2") == tokenizer.normal_form("SAW  3") == "saw 0"
+    sets = candidate_sets([tokenizer.normal_form(t) for t in titles], n_candidates=4, seed=0)
+    for row in sets[:3]:
+        assert not set(row[1:]) & {0, 1, 2}
+
+
+def test_rank_of_true_places_it_at_random_among_exact_ties():
+    scores = np.array([[0.9, 0.1, 0.2], [0.1, 0.2, 0.3]])
+    np.testing.assert_array_equal(rank_of_true(scores), [1, 3])
+    tied = np.zeros((4000, 5))  # every candidate tied with the true title: on average the middle rank
+    ranks = rank_of_true(tied, seed=1)
+    assert set(np.unique(ranks)) == {1, 2, 3, 4, 5} and ranks.mean() == pytest.approx(3.0, abs=0.1)
+    np.testing.assert_array_equal(ranks, rank_of_true(tied, seed=1))
+    metrics = ranking_metrics(np.array([1, 2, 3]), n_candidates=3, n_resamples=200)
     assert metrics["recall_at_1"] == pytest.approx(1 / 3) and metrics["mean_rank"] == pytest.approx(2.0)
+    low, high = metrics["recall_at_1_interval"]
+    assert 0 <= low < 1 / 3 < high <= 1 and metrics["mean_rank_interval"][0] < 2.0 < metrics["mean_rank_interval"][1]
     assert metrics["chance_recall_at_1"] == pytest.approx(1 / 3) and metrics["chance_mean_rank"] == 2.0
+
+
+def test_swap_test_by_hand():
+    true = TitleScores(log_prob=np.array([-2.0, -4.0]), tokens=np.array([2, 2]))
+    shuffled = [TitleScores(np.array([-3.0, -4.0]), np.array([2, 2])),
+                TitleScores(np.array([-5.0, -4.0]), np.array([2, 2]))]
+    result = swap_test(true, shuffled, characters=np.array([3, 1]), n_resamples=300)
+    # true: 6 nats; shuffled: mean (4 + 4) = 8 nats; over 3+1 + 1+1 = 6 characters
+    assert result["bits_per_char_true"] == pytest.approx(6 / 6 / math.log(2))
+    assert result["gain_bits_per_char"] == pytest.approx(2 / 6 / math.log(2))
+    low, high = result["gain_interval"]
+    assert 0 <= low <= result["gain_bits_per_char"] <= high  # title 2 gains nothing, title 1 gains 2 nats
+    assert result["share_of_titles_cheaper_with_true_poster"] == 0.5
+
+
+def test_bits_per_character_count_the_original_title(tokenizer):
+    # max_len 4 cuts the long title; "☃" is not a BPEmb character. Both still count in the denominator.
+    titles = pd.DataFrame({"title": ["A very long title indeed", "Snow ☃"]})
+    pairs = [tokenizer.teacher_forcing(tokenizer.encode(t)) for t in titles["title"]]
+    tset = TitleSet(titles, [], np.zeros((2, 1)), np.zeros((2, 0)), [p[0] for p in pairs], [p[1] for p in pairs])
+    np.testing.assert_array_equal(tset.characters, [24, 6])
+    assert len(tokenizer.decode(pairs[0][1])) < 24
+
+
+def test_generated_titles_are_compared_in_the_tokenizers_normal_form(tokenizer):
+    # Generated text is in BPEmb's form (digits -> 0): "Rocky 2" was seen, "rocky 0" is not new.
+    metrics = generation_metrics(["rocky 0", "rocky glorp"], real=["Heat"], training_titles=["Rocky 2", "Heat"],
+                                 normal_form=tokenizer.normal_form)
+    assert metrics["share_new"] == pytest.approx(1 / 2)
+    assert metrics["share_real_words"] == pytest.approx(3 / 4)   # rocky, 0, rocky seen; glorp not
 
 
 def test_generation_metrics_by_hand():

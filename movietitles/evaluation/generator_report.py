@@ -16,7 +16,7 @@ from movietitles.config import with_overrides, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
-    RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles)
+    RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles, swap_test)
 from movietitles.generate import generate_titles
 from movietitles.generator.data import poster_titles
 from movietitles.io import atomic_write_text
@@ -37,20 +37,31 @@ EMBEDDING_VARIANTS = {
 }
 
 
-def _characters(tokenizer, title_set) -> np.ndarray:
-    return np.array([len(tokenizer.decode(t)) for t in title_set.targets])
+SHUFFLES = 5  # derangements averaged in the swap test
 
 
-def poster_conditions(title_set, seed: int) -> dict[str, np.ndarray]:
-    return {"true poster": title_set.poster, "zero poster": np.zeros_like(title_set.poster),
-            "shuffled posters": title_set.poster[derangement(len(title_set), seed)]}
+def poster_conditions(title_set, seed: int, pad_id: int) -> dict:
+    """The titles with their true poster, with none (zero vector, no text: the warm-up's condition), and with
+    another movie's poster (vector and text)."""
+    return {"true poster": title_set, "zero poster": title_set.without_posters(pad_id),
+            "shuffled posters": title_set.with_posters_of(derangement(len(title_set), seed))}
+
+
+def _scores(run, title_set):
+    return score_titles(run.model, run.tokenizer, title_set.tokens, title_set.targets, title_set.poster,
+                        title_set.genres, poster_text=title_set.poster_text)
 
 
 def condition_perplexities(run, title_set, seed: int) -> dict[str, dict]:
-    chars = _characters(run.tokenizer, title_set)
-    return {name: perplexity(score_titles(run.model, run.tokenizer, title_set.tokens, title_set.targets, poster,
-                                          title_set.genres), chars)
-            for name, poster in poster_conditions(title_set, seed).items()}
+    return {name: perplexity(_scores(run, condition), title_set.characters)
+            for name, condition in poster_conditions(title_set, seed, run.tokenizer.pad_id).items()}
+
+
+def poster_swap_test(run, title_set, seed: int, n_resamples: int = 1000) -> dict:
+    """The headline: bits/char with shuffled real posters minus with the true poster (SHUFFLES derangements)."""
+    shuffled = [_scores(run, title_set.with_posters_of(derangement(len(title_set), seed + k)))
+                for k in range(SHUFFLES)]
+    return swap_test(_scores(run, title_set), shuffled, title_set.characters, n_resamples, seed)
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -79,27 +90,29 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     test, description = evaluation_set(config, run.tokenizer, data_root)
     log.info("scoring %d titles of the %s", len(test), description)
     conditions = condition_perplexities(run, test, seed)
+    swap = poster_swap_test(run, test, seed, config["evaluation"]["bootstrap_resamples"])
     distinct = len({t.casefold().strip() for t in test.movies["title"]})
     ranking = made_up_title_ranking(run.model, run.tokenizer, test, n_candidates=min(100, distinct), seed=seed)
 
     uses_genres = "genres" in run.model.input
     generated = [t[0] for t in generate_titles(run, test.poster, test.genres if uses_genres else None, n=1,
-                                               sampler="top_p", seed=seed)]
+                                               sampler="top_p", seed=seed, poster_text=test.poster_text)]
     movies = load_prepared(config["data"]["prepared_dir"]).movies
     training_titles = movies.loc[movies["split"] == "train", "title"].tolist()
     real = test.movies["title"].tolist()
-    generation = generation_metrics(generated, real, training_titles)
+    generation = generation_metrics(generated, real, training_titles, run.tokenizer.normal_form)
 
     digest = hashlib.sha256(yaml.safe_dump([config, data_root], sort_keys=True).encode()).hexdigest()[:10]
     out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
     write_config(config, out)
     metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
-               "perplexity": conditions, "made_up_titles": ranking, "generated": generation}
+               "swap_test": swap, "perplexity": conditions, "made_up_titles": ranking, "generated": generation}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     rng = np.random.default_rng(seed)
     shown = rng.choice(len(test), min(samples, len(test)), replace=False)
     report = "\n\n".join([
         f"# Title generator evaluation\n\nRun `{run.run_dir}`; {len(test)} titles ({description}).",
+        "## Does the poster help? (swap test)\n\n" + swap_test_text(swap),
         "## Cross-entropy (nats) and perplexity\n\n" + _table(
             ["poster", "per BPE token", "perplexity / token", "per character", "perplexity / char", "bits / char"],
             [[name, c["cross_entropy_per_token"], c["perplexity_per_token"], c["cross_entropy_per_char"],
@@ -109,7 +122,8 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
         f"candidates: {ranking['mean_tokens_of_candidates']:.2f}; of the true titles: "
         f"{ranking['mean_tokens_of_true_titles']:.2f}.\n\n" + _table(
             ["ranked by", "recall@1", "recall@10", "mean rank", "tokens of top-scored candidate"],
-            [[name, r["recall_at_1"], r["recall_at_10"], r["mean_rank"], r["mean_tokens_of_top_candidate"]]
+            [[name, _with_interval(r, "recall_at_1"), _with_interval(r, "recall_at_10"),
+              _with_interval(r, "mean_rank", "{:.1f}"), r["mean_tokens_of_top_candidate"]]
              for name, r in ranking["rankers"].items()]
             + [["chance", ranking["rankers"][RANKERS[0]]["chance_recall_at_1"],
                 ranking["rankers"][RANKERS[0]]["chance_recall_at_10"],
@@ -121,10 +135,27 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     atomic_write_text(out / "report.md", report)
     _plot_lengths(generated, real, out / "title_lengths.png")
     shown_titles = generate_titles(run, test.poster[shown], test.genres[shown] if uses_genres else None, n=3,
-                                   sampler="top_p", seed=seed)
+                                   sampler="top_p", seed=seed,
+                                   poster_text=None if test.poster_text is None else test.poster_text[shown])
     write_html_report(out, metrics, {"Title lengths (words)": out / "title_lengths.png"},
                       generator_gallery(test.movies, shown, shown_titles), "Title generator evaluation")
     return out
+
+
+def _with_interval(metrics: dict, key: str, fmt: str = "{:.3f}") -> str:
+    low, high = metrics[f"{key}_interval"]
+    return f"{fmt.format(metrics[key])} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def swap_test_text(swap: dict) -> str:
+    low, high = swap["gain_interval"]
+    verdict = ("the true poster makes titles cheaper to encode" if low > 0 else
+               "no gain distinguishable from zero" if high >= 0 else "the true poster makes titles costlier")
+    return (f"Bits per character of the true titles: **{swap['bits_per_char_true']:.3f}** with their own poster, "
+            f"{swap['bits_per_char_shuffled']:.3f} with another movie's poster (mean of {swap['shuffles']} "
+            f"shuffles). Gain: **{swap['gain_bits_per_char']:+.3f} bits/char [{low:+.3f}, {high:+.3f}]** "
+            f"(95% bootstrap interval over titles, {swap['resamples']} resamples): {verdict}. "
+            f"{swap['share_of_titles_cheaper_with_true_poster']:.1%} of titles are cheaper with their own poster.")
 
 
 def _plot_lengths(generated: list[str], real: list[str], path: Path) -> None:
@@ -145,7 +176,7 @@ def _plot_lengths(generated: list[str], real: list[str], path: Path) -> None:
 
 def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     """Scores of a user's (poster, title) pairs: mean log-likelihood per token, PMI, summed log-likelihood."""
-    from movietitles.generate import embed_poster_files
+    from movietitles.generate import embed_poster_files, poster_text_of_files
 
     try:
         pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False, encoding="utf-8")
@@ -164,8 +195,10 @@ def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     posters = embed_poster_files(run.config["encoders"]["image"], paths)
     teacher = [run.tokenizer.teacher_forcing(run.tokenizer.encode(t)) for t in pairs["title"]]
     tokens, targets = [t for t, _ in teacher], [t for _, t in teacher]
-    with_poster = score_titles(run.model, run.tokenizer, tokens, targets, posters)
-    zero = score_titles(run.model, run.tokenizer, tokens, targets, np.zeros_like(posters))
+    text = poster_text_of_files(run, paths)
+    no_text = None if text is None else np.where(np.arange(text.shape[1]) == 0, text, run.tokenizer.pad_id)
+    with_poster = score_titles(run.model, run.tokenizer, tokens, targets, posters, poster_text=text)
+    zero = score_titles(run.model, run.tokenizer, tokens, targets, np.zeros_like(posters), poster_text=no_text)
     return pairs.assign(mean_log_likelihood=with_poster.mean_log_prob, pmi=with_poster.log_prob - zero.log_prob,
                         summed_log_likelihood=with_poster.log_prob, tokens=with_poster.tokens)
 
@@ -181,9 +214,9 @@ def compare_embeddings(config: dict) -> tuple[Path, str]:
         c = condition_perplexities(run, test, config["seed"])
         rows.append([name, c["true poster"]["perplexity_per_token"], c["true poster"]["perplexity_per_char"],
                      c["true poster"]["bits_per_char"], c["zero poster"]["bits_per_char"],
-                     c["shuffled posters"]["bits_per_char"], run.summary.get("train_seconds", "-")])
+                     c["shuffled posters"]["bits_per_char"], run.summary.get("seconds_in_last_session", "-")])
     table = _table(["embeddings", "perplexity / token", "perplexity / char", "bits / char",
-                    "bits / char, zero poster", "bits / char, shuffled", "train s"], rows)
+                    "bits / char, zero poster", "bits / char, shuffled", "train s (last session)"], rows)
     note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
             "subwords); bits per character are.")
     digest = hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:10]

@@ -57,12 +57,14 @@ class FeatureCache:
     def num_chunks(self) -> int:
         return (len(self.ids) + self.chunk_size - 1) // self.chunk_size
 
+    suffix = ".npy"
+
     @property
     def merged_path(self) -> Path:
-        return self.directory / "features.npy"
+        return self.directory / f"features{self.suffix}"
 
     def chunk_path(self, index: int) -> Path:
-        return self.directory / "chunks" / f"{index:05d}.npy"
+        return self.directory / "chunks" / f"{index:05d}{self.suffix}"
 
     def chunk_rows(self, index: int) -> slice:
         return slice(index * self.chunk_size, min((index + 1) * self.chunk_size, len(self.ids)))
@@ -94,7 +96,19 @@ class FeatureCache:
         # Before the chunk: a chunk file never exists without its record (a stale record is overwritten).
         if runtime is not None:
             atomic_write_text(self.runtime_path(index), json.dumps(runtime, sort_keys=True))
-        atomic_save_npy(self.chunk_path(index), features.astype(np.float32, copy=False))
+        self._write(self.chunk_path(index), features.astype(np.float32, copy=False))
+
+    # How rows are stored: float arrays here; RecordCache (JSON records) overrides these four.
+    def _read_chunk(self, index: int):
+        return np.load(self.chunk_path(index))
+
+    @staticmethod
+    def _concatenate(chunks):
+        return np.concatenate(chunks)
+
+    @staticmethod
+    def _write(path: Path, rows) -> None:
+        atomic_save_npy(path, rows)
 
     def merge(self) -> bool:
         """Concatenate the chunks into features.npy once all exist; True when the cache is complete.
@@ -107,7 +121,7 @@ class FeatureCache:
         if any(not self.chunk_path(i).exists() for i in range(self.num_chunks)):
             return False
         try:
-            features = np.concatenate([np.load(self.chunk_path(i)) for i in range(self.num_chunks)])
+            features = self._concatenate([self._read_chunk(i) for i in range(self.num_chunks)])
             runtimes = self._runtime_records()
         except FileNotFoundError:
             if self.is_complete():  # another process merged them meanwhile
@@ -116,7 +130,7 @@ class FeatureCache:
         if self.is_complete():  # merged meanwhile: its runtime.json is whole, keep it
             return True
         atomic_write_text(self.directory / "runtime.json", json.dumps(runtimes, indent=2))
-        atomic_save_npy(self.merged_path, features)
+        self._write(self.merged_path, features)
         for i in range(self.num_chunks):
             self.chunk_path(i).unlink(missing_ok=True)
             self.runtime_path(i).unlink(missing_ok=True)
@@ -144,3 +158,39 @@ class FeatureCache:
                 "run `python -m movietitles.features` first"
             )
         return np.load(self.merged_path, mmap_mode="r")
+
+
+class RecordCache(FeatureCache):
+    """The same resumable, shardable cache for rows that are JSON values (e.g. the words read on a poster).
+
+    Chunks are `chunks/00012.jsonl` (one JSON value a line, a line a row), merged into `features.jsonl`.
+    """
+
+    suffix = ".jsonl"
+
+    def write_chunk(self, index: int, records: list, runtime: dict | None = None) -> None:
+        rows = self.chunk_rows(index)
+        if len(records) != rows.stop - rows.start:
+            raise ValueError(f"chunk {index} of {self.directory}: expected {rows.stop - rows.start} records, "
+                             f"got {len(records)}")
+        if runtime is not None:
+            atomic_write_text(self.runtime_path(index), json.dumps(runtime, sort_keys=True))
+        self._write(self.chunk_path(index), records)
+
+    def _read_chunk(self, index: int) -> list:
+        return [json.loads(line) for line in self.chunk_path(index).read_text(encoding="utf-8").splitlines()]
+
+    @staticmethod
+    def _concatenate(chunks: list[list]) -> list:
+        return [record for chunk in chunks for record in chunk]
+
+    @staticmethod
+    def _write(path: Path, rows: list) -> None:
+        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+    def load(self) -> list:
+        if not self.is_complete():
+            kind = self.directory.parents[1].name
+            raise FileNotFoundError(f"{kind} cache {self.directory} is incomplete ({self.rows_done()}/{len(self.ids)} "
+                                    f"rows): run `python -m movietitles.features --kinds {kind}` first")
+        return [json.loads(line) for line in self.merged_path.read_text(encoding="utf-8").splitlines()]

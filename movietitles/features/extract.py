@@ -1,4 +1,4 @@
-"""Compute title and poster embeddings once per (encoder, preprocessing) into the feature cache."""
+"""Compute title and poster embeddings, and the text read on posters, once per encoder into the feature cache."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from movietitles.data.dataset import load_prepared
-from movietitles.features.cache import FeatureCache
+from movietitles.features.cache import FeatureCache, RecordCache
+from movietitles.io import atomic_write_text
 from movietitles.runtime import runtime_info
 
 log = logging.getLogger(__name__)
 
-TITLE, POSTER = "title", "poster"
+TITLE, POSTER, POSTER_TEXT = "title", "poster", "poster_text"
+KINDS = (TITLE, POSTER, POSTER_TEXT)
 
 
 def title_rows(movies: pd.DataFrame) -> pd.DataFrame:
@@ -30,7 +32,8 @@ def poster_rows(movies: pd.DataFrame) -> pd.DataFrame:
 
 def open_cache(config: dict, kind: str, cache_key: str, rows: pd.DataFrame) -> FeatureCache:
     features = config["features"]
-    return FeatureCache.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"])
+    cache_type = RecordCache if kind == POSTER_TEXT else FeatureCache
+    return cache_type.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"])
 
 
 def poster_batches(encoder, paths: list[str], batch_size: int) -> tf.data.Dataset:
@@ -71,8 +74,21 @@ def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0
     return complete
 
 
+def write_poster_text_coverage(path: Path, movies: pd.DataFrame, lines_per_poster: list, genres: list[str]) -> None:
+    """How often the poster text holds the title, by decade and genre, as markdown beside the cache."""
+    from movietitles.evaluation.poster_text_coverage import coverage_markdown, coverage_tables
+
+    tables = coverage_tables(movies, lines_per_poster, genres)
+    text = "# Poster text: how often it holds the title\n\n" + coverage_markdown(tables)
+    atomic_write_text(path, text + "\n")
+    overall = tables["overall"].iloc[0]
+    log.info("poster text: any title word on %.1f%% of %d posters, all title words on %.1f%% (%s)",
+             100 * overall["share with any title word"], overall["posters"], 100 * overall["share with all title words"],
+             path)
+
+
 def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_shards: int = 1) -> dict[str, Path]:
-    """Fill the title and/or poster caches of the prepared dataset. Returns the cache directories."""
+    """Fill the title, poster and/or poster-text caches of the prepared dataset. Returns the cache directories."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"--shard must be in [0, {num_shards}), got {shard}")
     prepared = load_prepared(config["data"]["prepared_dir"])
@@ -103,4 +119,15 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
                    f"posters ({encoder.cache_key})", shard, num_shards,
                    {**runtime_info(), "batch_size": image_cfg["batch_size"]})
         directories[POSTER] = cache.directory
+    if POSTER_TEXT in kinds:
+        from movietitles.encoders.ocr import PosterTextReader
+
+        reader = PosterTextReader(config["encoders"]["ocr"])
+        rows = poster_rows(prepared.movies)
+        paths = rows["poster"].tolist()
+        cache = open_cache(config, POSTER_TEXT, reader.cache_key, rows)
+        if fill_cache(cache, lambda r: [reader.read(path) for path in paths[r]], f"poster text ({reader.cache_key})",
+                      shard, num_shards, runtime_info()):
+            write_poster_text_coverage(cache.directory / "coverage.md", rows, cache.load(), prepared.genres)
+        directories[POSTER_TEXT] = cache.directory
     return directories

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from movietitles.data.dataset import label_matrix, load_prepared
 from movietitles.features.cache import FeatureCache
-from movietitles.features.extract import POSTER, TITLE, open_cache, poster_rows, title_rows
+from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE, open_cache, poster_rows, title_rows
 
 SPLITS = ("train", "validation", "test")
 
@@ -20,6 +20,10 @@ def cache_key(config: dict, kind: str) -> str:
         from movietitles.encoders.text import text_cache_key
 
         return text_cache_key(config["encoders"]["text"])
+    if kind == POSTER_TEXT:
+        from movietitles.encoders.ocr import poster_text_cache_key
+
+        return poster_text_cache_key(config["encoders"]["ocr"])
     from movietitles.encoders.image import image_cache_key
 
     return image_cache_key(config["encoders"]["image"])
@@ -40,6 +44,18 @@ class Features:
 
 def _cached(config: dict, kind: str, rows: pd.DataFrame) -> FeatureCache:
     return open_cache(config, kind, cache_key(config, kind), rows)
+
+
+def poster_text(config: dict, ids) -> list[list[dict]]:
+    """The OCR lines of each poster id (`python -m movietitles.features --kinds poster_text` caches them)."""
+    movies = load_prepared(config["data"]["prepared_dir"]).movies
+    rows = poster_rows(movies)
+    records = _cached(config, POSTER_TEXT, rows).load()
+    position = dict(zip(rows["id"], range(len(rows))))
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise ValueError(f"no poster text for {len(missing)} movie(s) without a poster, e.g. {missing[0]!r}")
+    return [records[position[i]] for i in ids]
 
 
 def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: bool = True,

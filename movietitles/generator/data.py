@@ -1,6 +1,7 @@
 """Teacher-forcing batches for the title decoder, from the same cached features every task reads.
 
-Elements: `({"poster": [B, Dp] float32, ("genres": [B, G] float32,) "tokens": [B, T] int32},
+Elements: `({"poster": [B, Dp] float32, ("genres": [B, G] float32,) ("poster_text": [B, M] int32,)
+"tokens": [B, T] int32},
 targets [B, T] int32)`; `tokens` is `<s> t1 … tn`, `targets` is `t1 … tn </s>`, both padded with
 PAD to the longest title of the batch (at most `generator.max_len`).
 Titles are tokenised once, in Python, when a `TitleSet` is made.
@@ -15,12 +16,17 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from movietitles.encoders.ocr import poster_words
 from movietitles.features.extract import POSTER
-from movietitles.features.pipeline import load_split
+from movietitles.features.pipeline import load_split, poster_text
 from movietitles.generator.tokenizer import TitleTokenizer
 
 # Shuffled batches are made of titles of similar length (sorted within windows of this many batches).
 SORT_WINDOW = 32
+
+
+def title_characters(titles) -> np.ndarray:
+    return np.array([len(str(t).strip()) for t in titles], np.int64)
 
 
 @dataclass
@@ -33,6 +39,7 @@ class TitleSet:
     genres: np.ndarray                 # [N, G] float32 (all zero for unlabelled movies)
     tokens: list[list[int]]            # <s> t1 … tn
     targets: list[list[int]]           # t1 … tn </s>
+    poster_text: np.ndarray | None = None   # [N, M] int32: <s> then the poster's OCR subwords, PAD-padded
 
     def __len__(self) -> int:
         return len(self.movies)
@@ -42,34 +49,78 @@ class TitleSet:
         """Predicted tokens (</s> included): the denominator of per-token perplexity."""
         return sum(map(len, self.targets))
 
+    @property
+    def characters(self) -> np.ndarray:
+        """Characters of each original title: the denominator of bits per character (plus one for the end),
+        the same text whatever the tokenizer, its cut at max_len or the characters it cannot encode."""
+        return title_characters(self.movies["title"])
+
     def subset(self, rows) -> "TitleSet":
         rows = np.asarray(rows)
         return TitleSet(self.movies.iloc[rows].reset_index(drop=True), self.genre_names, self.poster[rows],
-                        self.genres[rows], [self.tokens[i] for i in rows], [self.targets[i] for i in rows])
+                        self.genres[rows], [self.tokens[i] for i in rows], [self.targets[i] for i in rows],
+                        None if self.poster_text is None else self.poster_text[rows])
+
+    def with_posters_of(self, order: np.ndarray) -> "TitleSet":
+        """The same titles, row i with the poster (vector and text) of row `order[i]`."""
+        shuffled = self.subset(np.arange(len(self)))
+        shuffled.poster = self.poster[order]
+        if self.poster_text is not None:
+            shuffled.poster_text = self.poster_text[order]
+        return shuffled
+
+    def without_posters(self, pad_id: int) -> "TitleSet":
+        """The same titles with a zero poster vector and no poster text (the warm-up's condition)."""
+        empty = self.subset(np.arange(len(self)))
+        empty.poster = np.zeros_like(self.poster)
+        if self.poster_text is not None:
+            empty.poster_text = np.full_like(self.poster_text, pad_id)
+            empty.poster_text[:, 0] = self.poster_text[:, 0]  # the sentinel <s>
+        return empty
 
 
 def _title_set(movies: pd.DataFrame, genre_names: list[str], poster: np.ndarray, genres: np.ndarray,
-               tokenizer: TitleTokenizer) -> TitleSet:
+               tokenizer: TitleTokenizer, poster_text: np.ndarray | None = None) -> TitleSet:
     pairs = [tokenizer.teacher_forcing(ids) for ids in tokenizer.encode_batch(movies["title"].tolist())]
-    return TitleSet(movies, genre_names, poster, genres, [p[0] for p in pairs], [p[1] for p in pairs])
+    return TitleSet(movies, genre_names, poster, genres, [p[0] for p in pairs], [p[1] for p in pairs], poster_text)
+
+
+def poster_text_ids(lines_per_poster: list[list[dict]], tokenizer: TitleTokenizer, text_cfg: dict) -> np.ndarray:
+    """[N, max_tokens] int32: <s> (a sentinel the decoder may attend to when nothing fits), then the subwords
+    of each poster's OCR lines (largest lettering first, those under min_confidence left out), PAD-padded."""
+    texts = [poster_words(lines, text_cfg["min_confidence"]) for lines in lines_per_poster]
+    ids = [[tokenizer.bos_id] + list(t)[: text_cfg["max_tokens"] - 1] for t in tokenizer.encode_batch(texts)]
+    return tokenizer.pad(ids, text_cfg["max_tokens"])
+
+
+def _text_cfg(config: dict) -> dict | None:
+    text_cfg = config["generator"].get("poster_text") or {}
+    return text_cfg if text_cfg.get("enabled") else None
 
 
 def poster_titles(config: dict, split: str, tokenizer: TitleTokenizer) -> TitleSet:
-    """Movies of `split` that have a poster (labelled or not), with their cached poster vectors."""
+    """Movies of `split` that have a poster (labelled or not), with their cached poster vectors (and the ids of
+    their poster text when the generator reads it)."""
     features = load_split(config, split, (POSTER,), labelled_only=False)
-    return _title_set(features.movies, features.genres, features.inputs[POSTER], features.labels, tokenizer)
+    text_cfg, text = _text_cfg(config), None
+    if text_cfg:
+        text = poster_text_ids(poster_text(config, features.movies["id"].tolist()), tokenizer, text_cfg)
+    return _title_set(features.movies, features.genres, features.inputs[POSTER], features.labels, tokenizer, text)
 
 
 def title_corpus(config: dict, tokenizer: TitleTokenizer, poster_dim: int) -> TitleSet:
-    """Training-split movies WITHOUT a poster (the warm-up corpus), with zero poster vectors.
+    """Training-split movies WITHOUT a poster (the warm-up corpus), with zero poster vectors and no poster text.
 
     Only the train split: validation and test titles never reach the decoder.
     """
     features = load_split(config, "train", (), labelled_only=False, require_poster=False)
     keep = ~features.movies["has_poster"].to_numpy()
     movies = features.movies[keep].reset_index(drop=True)
+    text_cfg, text = _text_cfg(config), None
+    if text_cfg:
+        text = poster_text_ids([[] for _ in range(len(movies))], tokenizer, text_cfg)
     return _title_set(movies, features.genres, np.zeros((len(movies), poster_dim), np.float32),
-                      features.labels[keep], tokenizer)
+                      features.labels[keep], tokenizer, text)
 
 
 def make_generator_dataset(titles: TitleSet, tokenizer: TitleTokenizer, batch_size: int,
@@ -79,6 +130,8 @@ def make_generator_dataset(titles: TitleSet, tokenizer: TitleTokenizer, batch_si
     inputs = {"poster": titles.poster.astype(np.float32), "tokens": tokenizer.pad(titles.tokens, tokenizer.max_len)}
     if use_genres:
         inputs["genres"] = titles.genres.astype(np.float32)
+    if titles.poster_text is not None:
+        inputs["poster_text"] = titles.poster_text
     targets = tokenizer.pad(titles.targets, tokenizer.max_len)
     lengths = np.array([len(t) for t in titles.targets], np.int32)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets, lengths))

@@ -1,8 +1,16 @@
 """The title decoder: a GRU language model over BPEmb subwords, conditioned on the poster.
 
-"Par-inject" captioning: the (projected) poster vector, and optionally the genre vector, is
-repeated along time and concatenated with every step's token embedding. The output is logits
-over the tokenizer's vocabulary (BPEmb subwords, then PAD, <s>, </s>).
+The (projected) poster vector, and optionally the genre vector, reaches the GRU by "par-inject"
+(repeated along time and concatenated with every step's token embedding), "init-inject" (the GRU's
+initial state), or both. The output is logits over the tokenizer's vocabulary (BPEmb subwords,
+then PAD, <s>, </s>).
+
+With poster text (the words OCR read on the poster, as subword ids after a sentinel <s>), a
+bidirectional GRU encodes them, every decoder step attends over them, and a pointer-generator
+(See et al., 2017) mixes the vocabulary distribution with a copy of the attended subwords:
+P(w) = p_gen P_vocab(w) + (1 - p_gen) sum of the attention on the text positions holding w.
+The output is then log P itself, which is its own log-softmax: the loss, scoring and samplers
+that read logits need no change.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-TOKENS, POSTER_INPUT, GENRES = "tokens", "poster", "genres"
+TOKENS, POSTER_INPUT, GENRES, POSTER_TEXT = "tokens", "poster", "genres", "poster_text"
 LOGITS = "logits"  # the output layer's name
+INJECTIONS = ("par_inject", "init_inject", "both", "none")
 
 
 @keras.saving.register_keras_serializable(package="movietitles")
@@ -28,15 +37,69 @@ class RepeatAlongTime(keras.layers.Layer):
         return (vector_shape[0], sequence_shape[1], vector_shape[-1])
 
 
+@keras.saving.register_keras_serializable(package="movietitles")
+class CopyAttention(keras.layers.Layer):
+    """`[decoder states [B, T, H], text memory [B, M, D], text ids [B, M]]` -> `[context [B, T, D], copy [B, T, V]]`.
+
+    Scaled dot-product attention of each step over the text positions that are not PAD; `copy` spreads each
+    step's attention over the vocabulary ids of the positions it attends to.
+    """
+
+    def __init__(self, units: int, vocab_size: int, pad_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.vocab_size, self.pad_id = int(units), int(vocab_size), int(pad_id)
+        self.query = keras.layers.Dense(self.units, use_bias=False, name="query")
+        self.key = keras.layers.Dense(self.units, use_bias=False, name="key")
+
+    def build(self, input_shape):
+        states_shape, memory_shape, _ = input_shape
+        self.query.build(states_shape)
+        self.key.build(memory_shape)
+
+    def call(self, inputs):
+        states, memory, text_ids = inputs
+        scores = keras.ops.einsum("btu,bmu->btm", self.query(states), self.key(memory)) / np.sqrt(self.units)
+        valid = keras.ops.expand_dims(keras.ops.not_equal(text_ids, self.pad_id), 1)
+        weights = keras.ops.softmax(keras.ops.where(valid, scores, -1e9), axis=-1)
+        context = keras.ops.einsum("btm,bmd->btd", weights, memory)
+        copy = keras.ops.einsum("btm,bmv->btv", weights, keras.ops.one_hot(text_ids, self.vocab_size))
+        return context, copy
+
+    def compute_output_shape(self, input_shape):
+        states_shape, memory_shape, _ = input_shape
+        return ((*states_shape[:2], memory_shape[-1]), (*states_shape[:2], self.vocab_size))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "vocab_size": self.vocab_size, "pad_id": self.pad_id}
+
+
+@keras.saving.register_keras_serializable(package="movietitles")
+class PointerGenerator(keras.layers.Layer):
+    """`[vocabulary logits [B, T, V], copy distribution [B, T, V], p_gen [B, T, 1]]` -> log P [B, T, V]."""
+
+    def call(self, inputs):
+        logits, copy, p_gen = inputs
+        generate = keras.ops.log(p_gen) + keras.ops.log_softmax(logits, axis=-1)
+        copied = keras.ops.log(1.0 - p_gen) + keras.ops.log(copy + 1e-9)
+        return keras.ops.logaddexp(generate, copied)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embedding_matrix: np.ndarray,
                         trainable_embeddings: bool = True, use_genres: bool = False,
                         poster_projection: int | None = 64, gru_units: int = 256, gru_layers: int = 1,
-                        dropout: float = 0.2) -> keras.Model:
-    """Inputs `tokens` [B, T] int32, `poster` [B, Dp] (and `genres` [B, G]); output logits [B, T, V].
+                        dropout: float = 0.2, poster_injection: str = "par_inject",
+                        poster_text_units: int | None = None) -> keras.Model:
+    """Inputs `tokens` [B, T] int32, `poster` [B, Dp] (and `genres` [B, G], and with `poster_text_units`
+    `poster_text` [B, M] int32: <s> then the poster's subwords, PAD-padded); output logits [B, T, V].
 
     No Keras mask: PAD is not id 0, and the GRU is causal, so the steps before the padding never see
     it; the loss masks PAD with sample weights instead.
     """
+    if poster_injection not in INJECTIONS:
+        raise ValueError(f"generator.poster_injection must be one of {INJECTIONS}, got {poster_injection!r}")
     embedding_matrix = np.asarray(embedding_matrix, np.float32)
     if embedding_matrix.shape[0] != vocab_size:
         raise ValueError(f"embedding matrix has {embedding_matrix.shape[0]} rows for a vocabulary of {vocab_size}")
@@ -60,13 +123,34 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
                                        name="subword_embedding")
     embedded = embedding(tokens)
     embedding.set_weights([embedding_matrix])
-    repeated = RepeatAlongTime(name="condition_per_step")([condition, embedded])
-    x = keras.layers.Concatenate(name="step_inputs")([embedded, repeated])
+    x = embedded
+    if poster_injection in ("par_inject", "both"):
+        repeated = RepeatAlongTime(name="condition_per_step")([condition, embedded])
+        x = keras.layers.Concatenate(name="step_inputs")([embedded, repeated])
+    initial_state = None
+    if poster_injection in ("init_inject", "both"):
+        initial_state = keras.layers.Dense(gru_units, activation="tanh", name="initial_state")(condition)
     for layer in range(gru_layers):
-        x = keras.layers.GRU(gru_units, return_sequences=True, name=f"gru_{layer + 1}")(x)
+        gru = keras.layers.GRU(gru_units, return_sequences=True, name=f"gru_{layer + 1}")
+        x = gru(x, initial_state=initial_state) if layer == 0 and initial_state is not None else gru(x)
         x = keras.layers.Dropout(dropout, name=f"gru_{layer + 1}_dropout")(x)
-    logits = keras.layers.Dense(vocab_size, name=LOGITS)(x)
-    return keras.Model(inputs, logits, name="title_decoder")
+    if not poster_text_units:
+        logits = keras.layers.Dense(vocab_size, name=LOGITS)(x)
+        return keras.Model(inputs, logits, name="title_decoder")
+
+    text_ids = keras.Input((None,), dtype="int32", name=POSTER_TEXT)
+    inputs[POSTER_TEXT] = text_ids
+    memory = keras.layers.Bidirectional(keras.layers.GRU(poster_text_units, return_sequences=True),
+                                        name="poster_text_encoder")(embedding(text_ids))
+    memory = keras.layers.Dropout(dropout, name="poster_text_dropout")(memory)
+    context, copy = CopyAttention(poster_text_units, vocab_size, pad_id=vocab_size - 3, name="copy_attention")(
+        [x, memory, text_ids])
+    state_and_context = keras.layers.Concatenate(name="state_and_context")([x, context])
+    vocabulary_logits = keras.layers.Dense(vocab_size, name="vocabulary_logits")(state_and_context)
+    p_gen = keras.layers.Dense(1, activation="sigmoid", name="p_generate")(
+        keras.layers.Concatenate(name="gate_inputs")([state_and_context, embedded]))
+    log_probs = PointerGenerator(name=LOGITS)([vocabulary_logits, copy, p_gen])
+    return keras.Model(inputs, log_probs, name="title_decoder")
 
 
 def masked_token_loss() -> keras.losses.Loss:
@@ -75,25 +159,29 @@ def masked_token_loss() -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
 
-def decoder_inputs(model: keras.Model, poster, genres, tokens) -> dict:
-    """The input dict `model` takes; genres are required only by a model trained with them."""
+def decoder_inputs(model: keras.Model, poster, genres, tokens, poster_text=None) -> dict:
+    """The input dict `model` takes; genres and poster text are required only by a model trained with them."""
     inputs = {TOKENS: np.asarray(tokens, np.int32), POSTER_INPUT: np.asarray(poster, np.float32)}
     if GENRES in model.input:
         if genres is None:
             raise ValueError("this title decoder was trained with genres (generator.use_genres): pass a genre vector")
         inputs[GENRES] = np.asarray(genres, np.float32)
+    if POSTER_TEXT in model.input:
+        if poster_text is None:
+            raise ValueError("this title decoder reads poster text (generator.poster_text.enabled): pass its subword ids")
+        inputs[POSTER_TEXT] = np.asarray(poster_text, np.int32)
     return inputs
 
 
 def token_log_probs(model: keras.Model, poster, genres, tokens, targets, pad_id: int | None = None,
-                    batch_size: int = 512) -> np.ndarray:
+                    batch_size: int = 512, poster_text=None) -> np.ndarray:
     """log p(target_t | poster, genres, tokens_<=t) per position, [B, T] float32, 0 where the target is PAD.
 
     `pad_id` defaults to the tokenizer's layout (vocabulary size - 3).
     """
     targets = np.asarray(targets, np.int32)
     pad_id = int(model.output_shape[-1]) - 3 if pad_id is None else pad_id
-    inputs = decoder_inputs(model, poster, genres, tokens)
+    inputs = decoder_inputs(model, poster, genres, tokens, poster_text)
     out = np.zeros(targets.shape, np.float32)
     for start in range(0, len(targets), batch_size):
         rows = slice(start, start + batch_size)

@@ -64,6 +64,11 @@ class TitleTokenizer:
                 kept.append(i)
         return self.bpemb.spm.decode_ids(kept).strip() if kept else ""
 
+    def normal_form(self, text: str) -> str:
+        """`text` as the decoder can write it: BPEmb's preprocessing (lowercase, digits -> 0), characters it does
+        not know dropped, blanks collapsed. Generated titles are in this form; compare others in it too."""
+        return " ".join(self.decode(self.encode(text)).split())
+
     def teacher_forcing(self, ids: Sequence[int]) -> tuple[list[int], list[int]]:
         """(input, target) of one title: `<s> t1 … tn` and `t1 … tn </s>`, at most max_len long
         (longer titles lose their last subwords but keep the </s>)."""

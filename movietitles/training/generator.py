@@ -59,8 +59,9 @@ class GeneratorRun(NamedTuple):
 def run_directory(config: dict) -> Path:
     """`<genre.runs_dir>/generator-<hash of what shapes the model>`: re-running finds (and resumes) it."""
     gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
+    encoders = ("image", "bpemb", "ocr") if gcfg.get("poster_text", {}).get("enabled") else ("image", "bpemb")
     shaping = {"task": TASK, "seed": config["seed"], "data": config["data"],
-               "encoders": {k: config["encoders"][k] for k in ("image", "bpemb")}, "generator": gcfg}
+               "encoders": {k: config["encoders"][k] for k in encoders}, "generator": gcfg}
     digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
     return Path(config["genre"]["runs_dir"]) / f"{TASK}-{digest}"
 
@@ -81,25 +82,26 @@ def validation_nll(model: keras.Model, titles: TitleSet, tokenizer: TitleTokeniz
                    batch_size: int = 512) -> tuple[float, int, int]:
     """(summed negative log-likelihood, predicted tokens, characters) of `titles`.
 
-    Characters: the decoded text of the (possibly cut) targets plus one for the end of the title.
+    Characters: the original title's, plus one for its end (the same text for every tokenizer).
     """
     total, tokens, chars = 0.0, 0, 0
     for start in range(0, len(titles), batch_size):
         rows = slice(start, start + batch_size)
         targets = tokenizer.pad(titles.targets[rows])
+        text = None if titles.poster_text is None else titles.poster_text[rows]
         log_probs = token_log_probs(model, titles.poster[rows], titles.genres[rows], tokenizer.pad(titles.tokens[rows]),
-                                    targets, pad_id=tokenizer.pad_id)
+                                    targets, pad_id=tokenizer.pad_id, poster_text=text)
         total -= float(log_probs.sum(dtype=np.float64))
         tokens += int((targets != tokenizer.pad_id).sum())
-        chars += sum(len(tokenizer.decode(t)) + 1 for t in titles.targets[rows])
+        chars += int((titles.characters[rows] + 1).sum())
     return total, tokens, chars
 
 
 def shuffled_posters(titles: TitleSet, seed: int) -> TitleSet:
-    """The same titles, each with the poster (and genres) of another movie of the set."""
-    shuffled = titles.subset(np.arange(len(titles)))
+    """The same titles, each with the poster (vector, text) and genres of another movie of the set."""
     order = np.random.default_rng(seed).permutation(len(titles))
-    shuffled.poster, shuffled.genres = titles.poster[order], titles.genres[order]
+    shuffled = titles.with_posters_of(order)
+    shuffled.genres = titles.genres[order]
     return shuffled
 
 
@@ -160,7 +162,7 @@ class _RunState(keras.callbacks.Callback):
         from movietitles.generate import sample_titles  # generate imports this module
 
         generated = sample_titles(self.model, self.tokenizer, self.samples.poster, self.samples.genres, n=1,
-                                  sampler="greedy")
+                                  sampler="greedy", poster_text=self.samples.poster_text)
         cell = lambda text: text.replace("|", "\\|").replace("\n", " ")
         table = "| # | true title | generated (greedy) |\n|---|---|---|\n" + "\n".join(
             f"| {i} | {cell(t)} | {cell(g[0])} |"
@@ -206,7 +208,9 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         tokenizer.embedding_matrix(gcfg["embeddings"], seed=config["seed"]),
         trainable_embeddings=gcfg["trainable_embeddings"], use_genres=gcfg["use_genres"],
         poster_projection=gcfg["poster_projection"], gru_units=gcfg["gru_units"],
-        gru_layers=gcfg["gru_layers"], dropout=gcfg["dropout"])
+        gru_layers=gcfg["gru_layers"], dropout=gcfg["dropout"],
+        poster_injection=gcfg.get("poster_injection", "par_inject"),
+        poster_text_units=(gcfg["poster_text"]["units"] if (gcfg.get("poster_text") or {}).get("enabled") else None))
     model.compile(optimizer=keras.optimizers.Adam(gcfg["learning_rate"]), loss=masked_token_loss())
     write_config(config, run_dir)
 
