@@ -217,9 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m movietitles.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--task", choices=["genres", "generator", "embeddings"], default="genres",
+    parser.add_argument("--task", choices=["genres", "generator", "embeddings", "conditioning"], default="genres",
                         help="genres: the genre table; generator: the title generator; "
-                             "embeddings: train and compare the generator's embedding choices")
+                             "embeddings / conditioning: train and compare the generator's embedding choices / "
+                             "ways of reading the poster")
     parser.add_argument("--data", metavar="ROOT", help="evaluate on every movie of another dataset")
     parser.add_argument("--keep-overlap", action="store_true",
                         help="--data: also evaluate on films the training split holds (same id, title or poster)")
@@ -235,8 +236,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.pairs:
             print(generator_report.score_pairs(config, args.pairs).to_string(index=False))
             return
-        if args.task == "embeddings":
-            run_dir, table = generator_report.compare_embeddings(config)
+        if args.task in ("embeddings", "conditioning"):
+            compare = {"embeddings": generator_report.compare_embeddings,
+                       "conditioning": generator_report.compare_conditioning}[args.task]
+            run_dir, table = compare(config)
             print(table)
             print(f"written to {run_dir}")
             return

@@ -152,3 +152,37 @@ def test_coverage_counts_titles_found_in_the_poster_text_by_decade_and_genre():
     assert "War" not in tables["by genre"].index and "unknown" in tables["by decade"].index
     assert tables["by decade"].loc["1990s", "posters"] == 1
     assert "| Crime | 2 |" in coverage_markdown(tables)
+
+
+def test_the_text_masked_view_paints_the_words_out(tmp_path):
+    from movietitles.encoders.ocr import PosterTextReader
+    from movietitles.encoders.text_mask import masked_poster_png
+
+    reader = PosterTextReader({"engine": "rapidocr", "det_limit_side_len": 320})
+    path = _poster_with_words(tmp_path / "p.png", "STORM", "BRIDGE")
+    lines = reader.read(str(path))
+    masked = tmp_path / "masked.png"
+    masked.write_bytes(masked_poster_png(str(path), lines))
+    assert "STORM" in poster_words(lines) and "STORM" not in poster_words(reader.read(str(masked)))
+    before, after = np.asarray(Image.open(path).convert("RGB")), np.asarray(Image.open(masked))
+    assert before.shape == after.shape
+    assert np.array_equal(before[200:300], after[200:300])  # the picture away from the words is untouched
+    assert masked_poster_png(str(path), []) != b"" and np.array_equal(
+        np.asarray(Image.open(__import__("io").BytesIO(masked_poster_png(str(path), [])))), before)
+
+
+def test_text_masked_features_have_their_own_cache_and_raw_posters_are_refused(tiny_config):
+    from movietitles.encoders.image import build_image_encoder
+    from movietitles.features.extract import POSTER, POSTER_TEXT as KIND, extract_features
+    from movietitles.features.pipeline import load_split
+
+    masked = with_overrides(tiny_config, {"encoders.image.view": "text_masked"})
+    extract_features(masked, [KIND])
+    directories = extract_features(masked, [POSTER])
+    full = extract_features(tiny_config, [POSTER])
+    assert directories[POSTER] != full[POSTER] and "textmasked" in str(directories[POSTER])
+    features = load_split(masked, "train", (POSTER,))
+    assert np.isfinite(features.inputs[POSTER]).all()
+    assert features.inputs[POSTER].shape == load_split(tiny_config, "train", (POSTER,)).inputs[POSTER].shape
+    with pytest.raises(ValueError, match="analysis view"):
+        build_image_encoder(masked["encoders"]["image"])

@@ -330,7 +330,18 @@ def image_cache_key(cfg: dict) -> str:
         model_key = "resnet50.imagenet" if name == "resnet50" else name
     else:
         model_key = f"{name}.{_file_tag(Path(weights))}"
-    return f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}"
+    return f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}{_view_suffix(cfg)}"
+
+
+VIEWS = ("full", "text_masked")
+
+
+def _view_suffix(cfg: dict) -> str:
+    """Empty for the full poster; "-textmasked" for the view with its printed text painted out."""
+    view = cfg.get("view", "full")
+    if view not in VIEWS:
+        raise ValueError(f"encoders.image.view: unknown view {view!r}; expected one of {VIEWS}")
+    return "" if view == "full" else "-textmasked"
 
 
 def _pooling_suffix(cfg: dict) -> str:
@@ -339,8 +350,16 @@ def _pooling_suffix(cfg: dict) -> str:
     return "" if pooling == "head" else f"-{pooling.replace('_', '')}"
 
 
-def build_image_encoder(cfg: dict) -> ImageEncoder:
-    """Build the encoder described by `config["encoders"]["image"]`."""
+def build_image_encoder(cfg: dict, masked_input: bool = False) -> ImageEncoder:
+    """Build the encoder described by `config["encoders"]["image"]`.
+
+    The `text_masked` view's features are computed from posters whose text was painted out
+    (`movietitles.features` does it, `masked_input=True`); anything else given raw posters is refused.
+    """
+    if _view_suffix(cfg) and not masked_input:
+        raise ValueError("encoders.image.view: text_masked is an analysis view: its features are computed by "
+                         "`python -m movietitles.features` from the poster-text cache, and raw posters cannot be "
+                         "embedded as it sees them; use view: full to embed, export or serve posters")
     name, resize, size = _settings(cfg)
     if name == "resnet50":
         model, model_key = _build_resnet50(cfg.get("weights"), size)
@@ -348,7 +367,7 @@ def build_image_encoder(cfg: dict) -> ImageEncoder:
     else:
         model, model_key = _build_lite(name, cfg.get("weights"), size, cfg.get("pooling", "head"))
         normalize, pad_value = _lite_normalize, 127.0
-    cache_key = f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}"
+    cache_key = f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}{_view_suffix(cfg)}"
     max_pixels, max_bytes = size_limits(cfg)
     return ImageEncoder(name, model, size, resize, normalize, pad_value, cache_key=cache_key,
                         batch_size=cfg.get("batch_size", 64), max_pixels=max_pixels, max_bytes=max_bytes)

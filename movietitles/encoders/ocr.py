@@ -36,7 +36,9 @@ class PosterTextReader:
             raise ImportError("poster text needs the OCR engine: pip install -e \".[ocr]\"") from error
         self.side = int(config.get("det_limit_side_len", 320))
         self.use_angle_cls = bool(config.get("use_angle_cls", False))
-        self._ocr = RapidOCR(det_limit_side_len=self.side, det_limit_type="min")
+        threads = config.get("threads")  # null: onnxruntime's default (every core)
+        self._ocr = RapidOCR(det_limit_side_len=self.side, det_limit_type="min",
+                             **({"intra_op_num_threads": int(threads)} if threads else {}))
         self.cache_key = poster_text_cache_key(config)
 
     def read(self, path: str) -> list[dict]:

@@ -36,19 +36,20 @@ def open_cache(config: dict, kind: str, cache_key: str, rows: pd.DataFrame) -> F
     return cache_type.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"])
 
 
-def poster_batches(encoder, paths: list[str], batch_size: int) -> tf.data.Dataset:
-    """Decode and preprocess posters in parallel, ahead of the model."""
+def poster_batches(encoder, paths: list[str], batch_size: int, images: list[bytes] | None = None) -> tf.data.Dataset:
+    """Decode and preprocess posters (the files at `paths`, or their encoded `images`) in parallel, ahead of the model."""
+    read = (lambda p, _: tf.io.read_file(p)) if images is None else (lambda _, image: image)
     return (
-        tf.data.Dataset.from_tensor_slices(paths)
-        .map(lambda p: encoder.preprocess(tf.io.read_file(p), label=p), num_parallel_calls=tf.data.AUTOTUNE,
+        tf.data.Dataset.from_tensor_slices((paths, [b""] * len(paths) if images is None else images))
+        .map(lambda p, image: encoder.preprocess(read(p, image), label=p), num_parallel_calls=tf.data.AUTOTUNE,
              deterministic=True)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def embed_posters(encoder, paths: list[str], batch_size: int) -> np.ndarray:
-    return np.concatenate([encoder.embed(batch) for batch in poster_batches(encoder, paths, batch_size)])
+def embed_posters(encoder, paths: list[str], batch_size: int, images: list[bytes] | None = None) -> np.ndarray:
+    return np.concatenate([encoder.embed(batch) for batch in poster_batches(encoder, paths, batch_size, images)])
 
 
 def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0, num_shards: int = 1,
@@ -72,6 +73,15 @@ def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0
         log.info("%s: %d/%d rows cached; other shards still to run, then merge", description,
                  cache.rows_done(), len(cache.ids))
     return complete
+
+
+def _masked_images(config: dict, rows: pd.DataFrame, paths: list[str]):
+    """For the text_masked view: rows -> the posters with their OCR'd text inpainted (PNG bytes)."""
+    from movietitles.encoders.ocr import poster_text_cache_key
+    from movietitles.encoders.text_mask import masked_poster_png
+
+    lines = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows).load()
+    return lambda r: [masked_poster_png(path, text) for path, text in zip(paths[r], lines[r])]
 
 
 def write_poster_text_coverage(path: Path, movies: pd.DataFrame, lines_per_poster: list, genres: list[str]) -> None:
@@ -111,11 +121,13 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
         from movietitles.encoders.image import build_image_encoder
 
         image_cfg = config["encoders"]["image"]
-        encoder = build_image_encoder(image_cfg)
+        masked = image_cfg.get("view", "full") == "text_masked"
+        encoder = build_image_encoder(image_cfg, masked_input=masked)
         rows = poster_rows(prepared.movies)
         paths = rows["poster"].tolist()
         cache = open_cache(config, POSTER, encoder.cache_key, rows)
-        fill_cache(cache, lambda r: embed_posters(encoder, paths[r], image_cfg["batch_size"]),
+        images = (lambda r: None) if not masked else _masked_images(config, rows, paths)
+        fill_cache(cache, lambda r: embed_posters(encoder, paths[r], image_cfg["batch_size"], images(r)),
                    f"posters ({encoder.cache_key})", shard, num_shards,
                    {**runtime_info(), "batch_size": image_cfg["batch_size"]})
         directories[POSTER] = cache.directory

@@ -31,6 +31,7 @@ import tensorflow as tf
 import yaml
 
 from movietitles.config import write_config
+from movietitles.encoders.image import image_cache_key
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
 from movietitles.generator.tokenizer import TitleTokenizer
@@ -59,9 +60,11 @@ class GeneratorRun(NamedTuple):
 def run_directory(config: dict) -> Path:
     """`<genre.runs_dir>/generator-<hash of what shapes the model>`: re-running finds (and resumes) it."""
     gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
-    encoders = ("image", "bpemb", "ocr") if gcfg.get("poster_text", {}).get("enabled") else ("image", "bpemb")
-    shaping = {"task": TASK, "seed": config["seed"], "data": config["data"],
-               "encoders": {k: config["encoders"][k] for k in encoders}, "generator": gcfg}
+    # The poster features by their cache key (as genre runs): settings that do not change them do not retrain.
+    encoders = {"image": image_cache_key(config["encoders"]["image"]), "bpemb": config["encoders"]["bpemb"]}
+    if (gcfg.get("poster_text") or {}).get("enabled"):
+        encoders["ocr"] = config["encoders"]["ocr"]
+    shaping = {"task": TASK, "seed": config["seed"], "data": config["data"], "encoders": encoders, "generator": gcfg}
     digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
     return Path(config["genre"]["runs_dir"]) / f"{TASK}-{digest}"
 
