@@ -16,16 +16,14 @@ in pairs on the same resamples (see evaluation/bootstrap.py and evaluation/compa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from movietitles.config import add_config_arguments, config_from_args, with_overrides, write_config
+from movietitles.config import add_config_arguments, config_from_args, config_hash, with_overrides, write_config
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, comparisons, late_fusion
 from movietitles.evaluation.bootstrap import Bootstrap
@@ -33,11 +31,12 @@ from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
 from movietitles.evaluation.html_report import gallery_records, write_html_report
 from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
-from movietitles.evaluation.report import markdown_table, write_report
+from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split
 from movietitles.io import atomic_write_text
+from movietitles.markdown import markdown_table
 from movietitles.tensorboard_logs import log_evaluation
 from movietitles.training.genre import GENRE_TASKS, load_genre_run, model_inputs, run_directory
 from movietitles.training.loop import predict_scores
@@ -170,8 +169,7 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     answer = comparisons.answer(results, boot, title, poster, headline)
 
     what = [config, data_root] + (["keep_overlap"] if keep_overlap else [])
-    digest = hashlib.sha256(yaml.safe_dump(what, sort_keys=True).encode()).hexdigest()[:10]
-    run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{digest}"
+    run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{config_hash(what)}"
     write_config(config, run_dir)
     notes = {
         "test set": f"{len(test)} movies: {test_description}",

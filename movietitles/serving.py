@@ -24,14 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from movietitles.features.extract import POSTER, TITLE
+from movietitles.io import directory_in_progress
 from movietitles.models.genre import TITLE_TEXT
 from movietitles.training.genre import GENRE_TASKS, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, run_directory
 
@@ -266,14 +265,11 @@ def save_new_version(module: tf.Module, model_dir: str | Path, model_name: str, 
     `model_dir`; returns the version folder. `requests`: (signature, inputs) pairs, by default
     `warmup_inputs(module)` (a genre module's)."""
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
     # Hidden, non-numeric: TF Serving ignores it until the rename.
-    tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-", suffix=".tmp"))
-    try:
+    with directory_in_progress(model_dir / "export") as tmp:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         write_warmup_requests(tmp / WARMUP_FILE, model_name,
                               warmup_inputs(module) if requests is None else requests)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
         while True:  # another exporter may take the same number meanwhile: then take the next one
             target = model_dir / str(max(versions(model_dir), default=0) + 1)
             try:
@@ -282,8 +278,6 @@ def save_new_version(module: tf.Module, model_dir: str | Path, model_name: str, 
             except OSError:
                 if not target.exists():
                     raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def finished_run(config: dict, task: str) -> Path:

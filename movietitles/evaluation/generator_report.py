@@ -3,16 +3,14 @@ generated titles, and the embedding comparison. Writes report.md and metrics.jso
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from movietitles.config import with_overrides, write_config
+from movietitles.config import config_hash, with_overrides, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
@@ -20,6 +18,7 @@ from movietitles.evaluation.title_scores import (
 from movietitles.generate import generate_titles
 from movietitles.generator.data import poster_titles
 from movietitles.io import atomic_write_text
+from movietitles.markdown import markdown_table
 from movietitles.training.generator import load_generator_run, run_directory, train_generator
 
 log = logging.getLogger(__name__)
@@ -54,10 +53,7 @@ def condition_perplexities(run, title_set, seed: int) -> dict[str, dict]:
 
 
 def _table(header: list[str], rows: list[list]) -> str:
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, rows, numbers=False)
 
 
 def evaluation_set(config: dict, tokenizer, data_root: str | None):
@@ -90,7 +86,7 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     real = test.movies["title"].tolist()
     generation = generation_metrics(generated, real, training_titles)
 
-    digest = hashlib.sha256(yaml.safe_dump([config, data_root], sort_keys=True).encode()).hexdigest()[:10]
+    digest = config_hash([config, data_root])
     out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
     write_config(config, out)
     metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
@@ -186,7 +182,7 @@ def compare_embeddings(config: dict) -> tuple[Path, str]:
                     "bits / char, zero poster", "bits / char, shuffled", "train s"], rows)
     note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
             "subwords); bits per character are.")
-    digest = hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:10]
+    digest = config_hash(config)
     out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
     write_config(config, out)
     atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")

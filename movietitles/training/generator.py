@@ -15,7 +15,6 @@ posters shuffled among those movies, so the gap between them is what the poster 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -30,11 +29,12 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from movietitles.config import write_config
+from movietitles.config import config_hash, write_config
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.io import atomic_save_model, atomic_write_text
+from movietitles.markdown import markdown_table
 from movietitles.tensorboard_logs import generator_hparams, write_hparams, write_posters
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ def run_directory(config: dict) -> Path:
     gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
     shaping = {"task": TASK, "seed": config["seed"], "data": config["data"],
                "encoders": {k: config["encoders"][k] for k in ("image", "bpemb")}, "generator": gcfg}
-    digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(config["genre"]["runs_dir"]) / f"{TASK}-{digest}"
+    return Path(config["genre"]["runs_dir"]) / f"{TASK}-{config_hash(shaping)}"
 
 
 def load_generator_run(run_dir: str | Path) -> GeneratorRun:
@@ -161,10 +160,9 @@ class _RunState(keras.callbacks.Callback):
 
         generated = sample_titles(self.model, self.tokenizer, self.samples.poster, self.samples.genres, n=1,
                                   sampler="greedy")
-        cell = lambda text: text.replace("|", "\\|").replace("\n", " ")
-        table = "| # | true title | generated (greedy) |\n|---|---|---|\n" + "\n".join(
-            f"| {i} | {cell(t)} | {cell(g[0])} |"
-            for i, (t, g) in enumerate(zip(self.samples.movies["title"], generated), start=1))
+        table = markdown_table(["#", "true title", "generated (greedy)"],
+                               [[i, t, g[0]] for i, (t, g) in enumerate(zip(self.samples.movies["title"], generated),
+                                                                        start=1)], numbers=False)
         with self.writer.as_default(step=epoch):
             tf.summary.text("generated_titles", table)
         self.writer.flush()

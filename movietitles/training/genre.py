@@ -8,7 +8,6 @@ validation, and its TensorBoard logs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,9 +16,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
-from movietitles.config import with_overrides, write_config
+from movietitles.config import config_hash, with_overrides, write_config
 from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, cache_key, load_split, make_dataset
@@ -43,8 +41,7 @@ def run_directory(config: dict, task: str) -> Path:
     features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
     shaping = {"task": task, "seed": config["seed"], "data": config["data"], "features": features,
                "genre": genre, "model": config["genre"]["models"][task]}
-    digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(config["genre"]["runs_dir"]) / f"{task}-{digest}"
+    return Path(config["genre"]["runs_dir"]) / f"{task}-{config_hash(shaping)}"
 
 
 def evaluation_features(config: dict, split: str, task: str) -> Features:
