@@ -38,8 +38,7 @@ from movietitles.features.pipeline import Features, load_split
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
 from movietitles.tensorboard_logs import log_evaluation
-from movietitles.training.genre import GENRE_TASKS, load_genre_run, model_inputs, run_directory
-from movietitles.training.loop import predict_scores
+from movietitles.models.genre_runs import GENRE_TASKS, load_genre_run, model_inputs, predict_scores, run_directory
 
 log = logging.getLogger("movietitles.evaluate")
 

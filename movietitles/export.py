@@ -2,8 +2,8 @@
 
 Writes each trained genre model of the config as a TF Serving SavedModel,
 `<out>/genre_<task>/<version>/` (a new version each time), encoders and preprocessing included:
-see movietitles.serving for the signatures. With `--task generator`, the trained title generator
-instead, as `<out>/title_generator/<version>/`: see movietitles.serving_generator.
+see movietitles.serving.genre for the signatures. With `--task generator`, the trained title generator
+instead, as `<out>/title_generator/<version>/`: see movietitles.serving.generator.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import logging
 import sys
 
 from movietitles.config import add_config_arguments, config_from_args
-from movietitles.serving import export_genre_models
-from movietitles.serving_generator import export_title_generator
-from movietitles.training.genre import GENRE_TASKS
+from movietitles.models.genre_runs import GENRE_TASKS
+from movietitles.serving.genre import export_genre_models
+from movietitles.serving.generator import export_title_generator
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from movietitles.encoders.image import DEFAULT_MAX_BYTES
 from movietitles.features.extract import POSTER, TITLE
-from movietitles.serving import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
+from movietitles.serving.genre import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
 
 
 class PredictError(Exception):

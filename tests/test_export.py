@@ -12,7 +12,7 @@ import tensorflow as tf
 from movietitles import export, predict
 from movietitles.config import write_config
 from movietitles.data.dataset import load_prepared
-from movietitles.serving import (
+from movietitles.serving.genre import (
     OUTPUTS,
     WARMUP_FILE,
     example_poster,
@@ -21,7 +21,7 @@ from movietitles.serving import (
     serving_name,
     versions,
 )
-from movietitles.training.genre import GENRE_TASKS, load_genre_run
+from movietitles.models.genre_runs import GENRE_TASKS, load_genre_run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ import tensorflow as tf
 from movietitles import export
 from movietitles.config import with_overrides, write_config
 from movietitles.data.dataset import load_prepared
-from movietitles.serving import WARMUP_FILE, versions
-from movietitles.serving_generator import (
+from movietitles.serving.genre import WARMUP_FILE, versions
+from movietitles.serving.generator import (
     MODEL_NAME,
     GeneratorServingModule,
     export_title_generator,

@@ -15,11 +15,12 @@ from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
     RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles)
-from movietitles.generate import generate_titles
+from movietitles.generator.sampling import generate_titles
 from movietitles.generator.data import poster_titles
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
-from movietitles.training.generator import load_generator_run, run_directory, train_generator
+from movietitles.generator.runs import load_generator_run, run_directory
+from movietitles.training.generator import train_generator
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def evaluation_set(config: dict, tokenizer, data_root: str | None):
         return poster_titles(config, "test", tokenizer), "test split"
     from movietitles.evaluation.other_data import ensure_prepared, other_dataset_config
     from movietitles.features.extract import POSTER, TITLE
-    from movietitles.train import ensure_features
+    from movietitles.features.ensure import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)
@@ -141,7 +142,7 @@ def _plot_lengths(generated: list[str], real: list[str], path: Path) -> None:
 
 def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     """Scores of a user's (poster, title) pairs: mean log-likelihood per token, PMI, summed log-likelihood."""
-    from movietitles.generate import embed_poster_files
+    from movietitles.features.poster_files import embed_poster_files
 
     try:
         pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False, encoding="utf-8")

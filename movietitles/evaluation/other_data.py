@@ -103,7 +103,7 @@ def load_target(config: dict, data_root: str | None, keep_overlap: bool = False)
     """(the movies to evaluate on, their description, the overlap summary for the report or None)."""
     if data_root is None:
         return load_split(config, "test", (TITLE, POSTER)), "test split", None
-    from movietitles.train import ensure_features
+    from movietitles.features.ensure import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)

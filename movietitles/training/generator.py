@@ -22,16 +22,17 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
-from movietitles.config import config_hash, write_config
+from movietitles.config import write_config
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
+from movietitles.generator.runs import (  # noqa: F401 (GeneratorRun, load_generator_run: re-exported)
+    BEST_FILE, MODEL_FILE, SUMMARY_FILE, TASK, GeneratorRun, load_generator_run, run_directory)
+from movietitles.generator.sampling import sample_titles
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.markdown import markdown_table
@@ -39,41 +40,7 @@ from movietitles.tensorboard_logs import generator_hparams, write_hparams, write
 
 log = logging.getLogger(__name__)
 
-TASK = "generator"
-MODEL_FILE, BEST_FILE, SUMMARY_FILE = "model.keras", "best.keras", "summary.json"
 SAMPLE_POSTERS = 8
-# generator.* keys that only change how titles are sampled afterwards, not the trained model.
-NOT_TRAINING_KEYS = ("sampling",)
-
-
-class GeneratorRun(NamedTuple):
-    """A finished generator run: `model, tokenizer, config, summary, run_dir = load_generator_run(d)`."""
-
-    model: keras.Model
-    tokenizer: TitleTokenizer
-    config: dict
-    summary: dict
-    run_dir: Path
-
-
-def run_directory(config: dict) -> Path:
-    """`<genre.runs_dir>/generator-<hash of what shapes the model>`: re-running finds (and resumes) it."""
-    gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
-    shaping = {"task": TASK, "seed": config["seed"], "data": config["data"],
-               "encoders": {k: config["encoders"][k] for k in ("image", "bpemb")}, "generator": gcfg}
-    return Path(config["genre"]["runs_dir"]) / f"{TASK}-{config_hash(shaping)}"
-
-
-def load_generator_run(run_dir: str | Path) -> GeneratorRun:
-    """The trained decoder, its tokenizer, the config it was trained with and its summary."""
-    run_dir = Path(run_dir)
-    if not (run_dir / SUMMARY_FILE).exists():
-        raise FileNotFoundError(f"no finished title generator run in {run_dir}: train it with "
-                                "`python -m movietitles.train --task generator` (with the same --config/--set)")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    return GeneratorRun(model, TitleTokenizer.from_config(config), config, summary, run_dir)
 
 
 def validation_nll(model: keras.Model, titles: TitleSet, tokenizer: TitleTokenizer,
@@ -156,8 +123,6 @@ class _RunState(keras.callbacks.Callback):
               f"{logs['val_loss_shuffled_posters']:.4f}" + (" (best)" if improved else ""), flush=True)
 
     def _write_samples(self, epoch: int) -> None:
-        from movietitles.generate import sample_titles  # generate imports this module
-
         generated = sample_titles(self.model, self.tokenizer, self.samples.poster, self.samples.genres, n=1,
                                   sampler="greedy")
         table = markdown_table(["#", "true title", "generated (greedy)"],

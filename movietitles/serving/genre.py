@@ -21,7 +21,6 @@ with a poster input, `max_poster_bytes` and `max_poster_pixels`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -32,7 +31,7 @@ import tensorflow as tf
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.io import directory_in_progress
 from movietitles.models.genre import TITLE_TEXT
-from movietitles.training.genre import GENRE_TASKS, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, run_directory
+from movietitles.models.genre_runs import GENRE_TASKS, finished_run, genre_names, load_genre_run
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +192,7 @@ class GenreServingModule(tf.Module):
         length = tf.minimum(tf.shape(packed["input_mask"])[1], tf.maximum(longest, 1))
         word_ids, mask, type_ids = (tf.cast(packed[k][:, :length], tf.int32)
                                     for k in ("input_word_ids", "input_mask", "input_type_ids"))
-        return self._text_encoder._forward_graph(word_ids, mask, type_ids)["embedding"]
+        return self._text_encoder.encode_token_ids(word_ids, mask, type_ids)["embedding"]
 
     def _embed_posters(self, posters):
         images = preprocess_posters(self._image_encoder, posters)
@@ -278,21 +277,6 @@ def save_new_version(module: tf.Module, model_dir: str | Path, model_name: str, 
             except OSError:
                 if not target.exists():
                     raise
-
-
-def finished_run(config: dict, task: str) -> Path:
-    """The task's finished training run of this config, or an error naming the command that trains it."""
-    if task not in GENRE_TASKS:
-        raise ValueError(f"unknown genre model {task!r}; expected one of {sorted(GENRE_TASKS)}")
-    run_dir = run_directory(config, task)
-    if not (run_dir / SUMMARY_FILE).exists():
-        raise FileNotFoundError(f"no trained {task} genre model for this config (expected {run_dir}): train it with "
-                                f"`python -m movietitles.train --task {task}` and the same --config/--set options")
-    return run_dir
-
-
-def genre_names(run_dir: Path) -> list[str]:
-    return list(json.loads((Path(run_dir) / THRESHOLDS_FILE).read_text(encoding="utf-8")))
 
 
 def build_serving_module(run_dir: Path, text_encoder=None, image_encoder=None) -> GenreServingModule:

@@ -1,7 +1,7 @@
 """The title generator as a TF Serving SavedModel: poster bytes in, sampled titles out.
 
 Each export is `<out>/title_generator/<version>/`, versioned and written atomically like the genre
-exports (movietitles.serving). The graph holds the whole path: poster decoding and the image
+exports (movietitles.serving.genre). The graph holds the whole path: poster decoding and the image
 network of the run's image encoder, the Keras decoder in a top-p sampling loop, and BPEmb's
 SentencePiece model to turn subword ids into text. It uses only TensorFlow core and TensorFlow
 Text ops, which the stock TF Serving model server links in.
@@ -27,16 +27,11 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from movietitles.config import get
-from movietitles.generate import MAX_TEMPERATURE, MIN_TEMPERATURE
 from movietitles.generator.model import GENRES, LOGITS, POSTER_INPUT, TOKENS
+from movietitles.generator.runs import load_generator_run, run_directory
+from movietitles.generator.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
 from movietitles.generator.tokenizer import TitleTokenizer
-from movietitles.serving import (
-    SIGNATURE_RAW,
-    example_poster,
-    preprocess_posters,
-    save_new_version,
-)
-from movietitles.training.generator import load_generator_run, run_directory
+from movietitles.serving.genre import SIGNATURE_RAW, example_poster, preprocess_posters, save_new_version
 
 log = logging.getLogger(__name__)
 
