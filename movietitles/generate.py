@@ -1,4 +1,4 @@
-"""`python -m movietitles.generate --poster PATH [--genres Comedy,Romance] [--n 5] [--sampler top_p]`.
+"""`python -m movietitles.generate --poster PATH [--genres Comedy Romance] [--n 5] [--sampler top_p]`.
 
 Titles for any poster image from the trained title generator of the config: the image is
 embedded with the configured image encoder, then the decoder is sampled with a keras-hub sampler
@@ -11,38 +11,46 @@ from __future__ import annotations
 import argparse
 import sys
 
-from movietitles.config import add_config_arguments, config_from_args
-from movietitles.features.poster_files import embed_poster_files
+from movietitles.cli import UserError, add_common_arguments, entry_point, warn_deprecated
+from movietitles.config import config_from_args
+from movietitles.features.poster_files import embed_poster_files  # noqa: F401 (re-exported)
 from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.generator.sampling import (  # noqa: F401 (re-exported for scripts that import them from here)
-    MAX_TEMPERATURE, MIN_TEMPERATURE, SAMPLERS, check_temperature, generate_titles, genre_vectors, sample_titles)
+    MAX_TEMPERATURE, MIN_TEMPERATURE, SAMPLERS, check_temperature, generate_titles, genre_vectors, sample_titles,
+    sampling_settings)
 
 
+def genre_names(values: list[str]) -> list[str]:
+    """`--genres Comedy Romance` (or `Comedy|Romance`, as data files write them); `Comedy,Romance` is deprecated."""
+    if any("," in value for value in values):
+        warn_deprecated("--genres with commas", "spaces: --genres Comedy Romance")
+    return [name.strip() for value in values for name in value.replace(",", "|").split("|") if name.strip()]
+
+
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m movietitles.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
+    add_common_arguments(parser)
     parser.add_argument("--poster", required=True, nargs="+", metavar="PATH", help="poster image file(s)")
-    parser.add_argument("--genres", help="comma-separated genre names (models trained with genres only)")
-    parser.add_argument("--n", type=int, default=5, help="titles per poster (default 5)")
+    parser.add_argument("--genres", nargs="+", metavar="GENRE",
+                        help="genre names, e.g. --genres Comedy Romance (models trained with genres only)")
+    parser.add_argument("--n", type=int, help="titles per poster (default: generator.sampling.n of the config)")
     parser.add_argument("--sampler", choices=SAMPLERS, help="default: generator.sampling.sampler of the config")
     parser.add_argument("--temperature", type=float, help="default: generator.sampling.temperature of the config")
     parser.add_argument("--seed", type=int, help="makes top_k/top_p sampling reproducible")
     args = parser.parse_args(argv)
     config = config_from_args(args)
+    genres = [genre_names(args.genres)] * len(args.poster) if args.genres else None
+    run = load_generator_run(run_directory(config))
     try:
-        run = load_generator_run(run_directory(config))
         vectors = embed_poster_files(run.config["encoders"]["image"], args.poster)
-        genres = None
-        if args.genres:
-            names = [g.strip() for g in args.genres.split(",") if g.strip()]
-            genres = [names] * len(args.poster)
-        options = {**(config["generator"].get("sampling") or {}),  # this config's, not the run's
-                   **{k: v for k, v in (("sampler", args.sampler), ("temperature", args.temperature)) if v is not None}}
-        titles = generate_titles(run, vectors, genres, n=args.n, seed=args.seed, **options)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        command_line = {"n": args.n, "sampler": args.sampler, "temperature": args.temperature}
+        # This config's sampling settings, not the run's, then the command line's.
+        titles = generate_titles(run, vectors, genres, seed=args.seed,
+                                 **sampling_settings(config["generator"]["sampling"], command_line))
+    except ValueError as err:  # a bad poster, genre or sampling setting
+        raise UserError(str(err)) from None
     for path, poster_titles in zip(args.poster, titles):
         if len(args.poster) > 1:
             print(f"{path}:")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from movietitles.config import add_config_arguments, config_from_args, with_overrides
+from movietitles.cli import add_common_arguments, entry_point
+from movietitles.config import config_from_args, with_overrides
 from movietitles.features.ensure import ensure_features  # noqa: F401 (re-exported)
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.log import setup_logging
@@ -20,10 +21,11 @@ from movietitles.training.genre import GENRE_TASKS, train_genre_model
 TASK_INPUTS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER), "generator": (POSTER,)}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m movietitles.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
+    add_common_arguments(parser)
     parser.add_argument("--task", required=True, choices=sorted(TASK_INPUTS) + ["genres"],
                         help="genres = title, poster and fusion models")
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",

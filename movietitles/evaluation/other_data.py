@@ -1,4 +1,4 @@
-"""Evaluating on another dataset (`python -m movietitles.evaluate --data ROOT`).
+"""Evaluating on another dataset (`python -m movietitles.evaluate --eval-root ROOT`).
 
 The dataset is prepared and embedded once into `data/eval-<folder name>-<hash of its full path>/`
 (two datasets in folders of the same name never share it). The copy records a fingerprint of its

@@ -1,6 +1,8 @@
 """Sampling titles from a trained title decoder with keras-hub's samplers (greedy, beam, top-k, top-p).
 
-`generate_titles` reads its defaults from the run config's `generator.sampling`.
+`generate_titles` reads its defaults from `generator.sampling` (n, sampler, temperature, k, p,
+num_beams), the one schema that `python -m movietitles.generate` and the exported title generator
+(`movietitles.serving.generator`) share.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from movietitles.config import load_config
 from movietitles.generator.model import LOGITS, POSTER_INPUT, TOKENS, decoder_inputs
 from movietitles.generator.runs import GeneratorRun, load_generator_run
 from movietitles.generator.tokenizer import TitleTokenizer
@@ -130,28 +133,32 @@ def _sample_ids(model, tokenizer: TitleTokenizer, chooser, poster: np.ndarray, g
     return keras.ops.convert_to_numpy(result).reshape(len(poster), draws, length)
 
 
-SAMPLING_DEFAULTS = {"sampler": "top_p", "temperature": 0.7, "k": 10, "p": 0.9, "num_beams": 5}
+def sampling_settings(*layers: dict | None) -> dict:
+    """configs/default.yaml's generator.sampling, updated by each layer's values that are not None (a
+    run's config, then a command line's); a key the default schema does not have is refused by name."""
+    settings = dict(load_config()["generator"]["sampling"])
+    for layer in layers:
+        unknown = sorted(set(layer or {}) - set(settings))
+        if unknown:
+            raise ValueError(f"unknown generator.sampling setting(s) {unknown}; expected {sorted(settings)}")
+        settings.update({k: v for k, v in (layer or {}).items() if v is not None})
+    return settings
 
 
-def generate_titles(run: GeneratorRun | str | Path, poster_vectors, genres=None, n: int = 5,
+def generate_titles(run: GeneratorRun | str | Path, poster_vectors, genres=None, n: int | None = None,
                     sampler: str | None = None, temperature: float | None = None, seed: int | None = None,
                     **options) -> list[list[str]]:
     """n titles for each poster vector ([N, Dp], from the run's image encoder) of a trained generator run.
 
     `run`: a `load_generator_run` result or a run directory. `genres`: None, a [N, G] multi-hot
     array, or one list of genre names per poster (a model trained without genres refuses them; one
-    trained with them reads None as "no genres"). `sampler`, `temperature` and `options` (k, p,
+    trained with them reads None as "no genres"). `n`, `sampler`, `temperature` and `options` (k, p,
     num_beams) left out or None take the run config's `generator.sampling`.
     """
     if not isinstance(run, GeneratorRun):
         run = load_generator_run(run)
-    settings = {**SAMPLING_DEFAULTS, **(run.config["generator"].get("sampling") or {})}
-    explicit = {**options, **({"sampler": sampler} if sampler else {}),
-                **({"temperature": temperature} if temperature is not None else {})}
-    settings.update({k: v for k, v in explicit.items() if v is not None})
-    unknown = sorted(set(settings) - set(SAMPLING_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown sampling setting(s) {unknown}; expected {sorted(SAMPLING_DEFAULTS)}")
+    settings = sampling_settings(run.config["generator"].get("sampling"),
+                                 {**options, "n": n, "sampler": sampler, "temperature": temperature})
     rows = len(poster_vectors)
     known = run.config["data"]["genres"]
     uses_genres = "genres" in run.model.input
@@ -160,4 +167,4 @@ def generate_titles(run: GeneratorRun | str | Path, poster_vectors, genres=None,
                          "(generator.use_genres: false): leave the genres out")
     if uses_genres:
         genres = np.zeros((rows, len(known)), np.float32) if genres is None else genre_vectors(genres, known, rows)
-    return sample_titles(run.model, run.tokenizer, poster_vectors, genres, n=n, seed=seed, **settings)
+    return sample_titles(run.model, run.tokenizer, poster_vectors, genres, seed=seed, **settings)
