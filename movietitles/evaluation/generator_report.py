@@ -15,11 +15,11 @@ from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
     RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles)
-from movietitles.generator.sampling import generate_titles
 from movietitles.generator.data import poster_titles
+from movietitles.generator.runs import load_generator_run, run_directory
+from movietitles.generator.sampling import generate_titles
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
-from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.training.generator import train_generator
 
 log = logging.getLogger(__name__)
