@@ -1,4 +1,5 @@
-"""Configuration: YAML files in configs/, overridden by `--set key.sub=value` flags.
+"""Configuration: configs/default.yaml, a user's `--config` file merged over it key by key, then
+`--set key.sub=value` flags. A key the defaults do not have is refused by its dotted name.
 
 Every run writes the exact config it used beside its outputs (`write_config`).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,42 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    path = Path(path) if path else DEFAULT_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
+    """The defaults, with the file at `path` (if any) merged over them, then the `overrides`."""
+    config = _read_yaml(DEFAULT_CONFIG)
+    if path and Path(path).resolve() != DEFAULT_CONFIG:
+        user = _read_yaml(Path(path))
+        if not isinstance(user, dict):
+            raise ConfigError(f"{path}: a config file is a YAML mapping of sections, got {type(user).__name__}")
+        merge(config, user, source=str(path))
     for override in overrides or []:
         apply_override(config, override)
     return config
+
+
+def _read_yaml(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            return yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+
+
+def merge(config: dict, user: dict, source: str = "config", prefix: str = "") -> None:
+    """Merge `user` into `config` in place, section by section; every key must already be in `config`."""
+    for key, value in user.items():
+        dotted = f"{prefix}{key}"
+        if key not in config:
+            raise ConfigError(f"{source}: unknown key {dotted!r} (not in {DEFAULT_CONFIG.name}; "
+                              f"known here: {', '.join(map(str, config))})")
+        if isinstance(config[key], dict) and isinstance(value, dict):
+            merge(config[key], value, source, f"{dotted}.")
+        elif isinstance(config[key], dict) and config[key]:
+            raise ConfigError(f"{source}: {dotted!r} is a section of the config (keys {', '.join(config[key])}), "
+                              f"got {value!r}")
+        else:
+            config[key] = value
 
 
 def apply_override(config: dict, override: str) -> None:
@@ -65,6 +95,11 @@ def with_overrides(config: dict, overrides: dict[str, Any]) -> dict:
     return config
 
 
+def config_hash(what) -> str:
+    """10 hex digits of a YAML-able value: run and evaluation folders are named by what shapes them."""
+    return hashlib.sha256(yaml.safe_dump(what, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def write_config(config: dict, directory: str | Path, name: str = "config.yaml") -> Path:
     path = Path(directory) / name
     atomic_write_text(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
@@ -72,7 +107,7 @@ def write_config(config: dict, directory: str | Path, name: str = "config.yaml")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file merged over configs/default.yaml: only the keys it changes")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config key, e.g. --set encoders.image.resize=pad (repeatable)",

@@ -8,7 +8,7 @@ fixed 0.5. Every score carries a 95% bootstrap interval over the test movies, an
 in pairs on the same resamples (see evaluation/bootstrap.py and evaluation/comparisons.py).
 
     python -m movietitles.evaluate                  # after python -m movietitles.train --task genres
-    python -m movietitles.evaluate --data ROOT --set data.source=manifest   # a new batch of films
+    python -m movietitles.evaluate --eval-root ROOT --set data.source=manifest   # a new batch of films
     python -m movietitles.evaluate --task generator [--pairs pairs.csv]
     python -m movietitles.evaluate --task embeddings
 """
@@ -16,16 +16,16 @@ in pairs on the same resamples (see evaluation/bootstrap.py and evaluation/compa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from movietitles.config import add_config_arguments, config_from_args, with_overrides, write_config
+from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
+from movietitles.config import config_from_args, config_hash, with_overrides, write_config
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, comparisons, late_fusion
 from movietitles.evaluation.bootstrap import Bootstrap
@@ -33,14 +33,15 @@ from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
 from movietitles.evaluation.html_report import gallery_records, write_html_report
 from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
-from movietitles.evaluation.report import markdown_table, write_report
+from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split
 from movietitles.io import atomic_write_text
+from movietitles.markdown import markdown_table
 from movietitles.tensorboard_logs import log_evaluation
-from movietitles.training.genre import GENRE_TASKS, load_genre_run, model_inputs, run_directory
-from movietitles.training.loop import predict_scores
+from movietitles.models.genre_runs import (
+    GENRE_TASKS, finished_run, load_genre_run, model_inputs, predict_scores, run_directory)
 
 log = logging.getLogger("movietitles.evaluate")
 
@@ -83,6 +84,7 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     started = time.perf_counter()
     gcfg = config["genre"]
     threshold_cfg = gcfg["thresholds"]
+    runs = {MODEL_ROWS[task]: finished_run(config, task) for task in GENRE_TASKS}  # before any work
     val = load_split(config, "validation", (TITLE, POSTER))
     test, test_description, overlap = load_target(config, data_root, keep_overlap)
     if not len(test):
@@ -90,7 +92,6 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     genres = val.genres
 
     val_scores, test_scores, fixed_rows, saw = {}, {}, {}, {}
-    runs = {MODEL_ROWS[task]: run_directory(config, task) for task in GENRE_TASKS}
     control = with_overrides(config, {"genre.title_corpus": False})
     if (run_directory(control, "title") / "summary.json").exists():
         runs[CONTROL_ROW] = run_directory(control, "title")
@@ -170,8 +171,7 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     answer = comparisons.answer(results, boot, title, poster, headline)
 
     what = [config, data_root] + (["keep_overlap"] if keep_overlap else [])
-    digest = hashlib.sha256(yaml.safe_dump(what, sort_keys=True).encode()).hexdigest()[:10]
-    run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{digest}"
+    run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{config_hash(what)}"
     write_config(config, run_dir)
     notes = {
         "test set": f"{len(test)} movies: {test_description}",
@@ -213,23 +213,26 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     return run_dir
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m movietitles.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
+    add_common_arguments(parser)
     parser.add_argument("--task", choices=["genres", "generator", "embeddings", "conditioning"], default="genres",
                         help="genres: the genre table; generator: the title generator; "
                              "embeddings / conditioning: train and compare the generator's embedding choices / "
                              "ways of reading the poster")
-    parser.add_argument("--data", metavar="ROOT", help="evaluate on every movie of another dataset")
+    parser.add_argument("--eval-root", metavar="ROOT",
+                        help="evaluate on every movie of another raw dataset (read like data.root)")
+    add_deprecated_flag(parser, "--data", "--eval-root", dest="eval_root", metavar="ROOT")
     parser.add_argument("--keep-overlap", action="store_true",
-                        help="--data: also evaluate on films the training split holds (same id, title or poster)")
+                        help="--eval-root: also evaluate on films the training split holds (same id, title or poster)")
     parser.add_argument("--pairs", metavar="CSV", help="generator: score a file of poster,title pairs")
     args = parser.parse_args(argv)
     setup_logging()
     config = config_from_args(args)
     if args.task == "genres":
-        run_dir = evaluate_genres(config, args.data, args.keep_overlap)
+        run_dir = evaluate_genres(config, args.eval_root, args.keep_overlap)
     else:
         from movietitles.evaluation import generator_report
 
@@ -243,10 +246,10 @@ def main(argv: list[str] | None = None) -> None:
             print(table)
             print(f"written to {run_dir}")
             return
-        run_dir = generator_report.evaluate_generator(config, args.data)
+        run_dir = generator_report.evaluate_generator(config, args.eval_root)
     print((run_dir / "report.md").read_text())
     print(f"written to {run_dir}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

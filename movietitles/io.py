@@ -1,8 +1,8 @@
-"""Atomic file writes: a reader never sees a half-written output, even after a crash.
+"""Atomic writes: a reader never sees a half-written output, even after a crash.
 
-Each output is written to a hidden temporary file beside it, flushed to disk and renamed over the
-old one, so a crash leaves the previous version whole. Outputs get the usual permissions (0666
-less the umask), not the private 0600 of a temporary file.
+Each output is written to a hidden temporary file (or folder) beside it, flushed to disk and renamed
+over the old one, so a crash leaves the previous version whole. Outputs get the usual permissions
+(0666 for files, 0777 for folders, less the umask), not the private ones of a temporary file.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def file_mode() -> int:
 
 
 @contextlib.contextmanager
-def _replacing(path: str | Path, suffix: str = ".tmp"):
+def replacing_file(path: str | Path, suffix: str = ".tmp"):
     """A temporary path beside `path` to write to; when the block ends without error the file gets the usual
     permissions, is synced, and replaces `path` in one rename. A crash leaves the previous file whole."""
     path = Path(path)
@@ -52,14 +53,28 @@ def _replacing(path: str | Path, suffix: str = ".tmp"):
         raise
 
 
+@contextlib.contextmanager
+def directory_in_progress(target: str | Path):
+    """A hidden temporary folder beside `target` to write a directory into; the caller renames it into
+    place once complete (os.replace, or os.rename to claim a new name). Removed if still there at the end."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        os.chmod(tmp, 0o777 & ~_read_umask())
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with _replacing(path) as tmp:
+    with replacing_file(path) as tmp:
         tmp.write_bytes(data)
 
 
 def atomic_save_model(model, path: str | Path) -> None:
     """`model.save(path)` (a .keras file) atomically: a crash during the save keeps the previous file whole."""
-    with _replacing(path, suffix=f".tmp{Path(path).suffix}") as tmp:
+    with replacing_file(path, suffix=f".tmp{Path(path).suffix}") as tmp:
         model.save(tmp)
 
 

@@ -16,10 +16,11 @@ import numpy as np
 
 from movietitles.encoders.image import DEFAULT_MAX_BYTES
 from movietitles.features.extract import POSTER, TITLE
-from movietitles.serving import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
+from movietitles.cli import UserError, add_common_arguments, entry_point
+from movietitles.serving.genre import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
 
 
-class PredictError(Exception):
+class PredictError(UserError):
     pass
 
 
@@ -100,22 +101,20 @@ def format_prediction(result: dict, top: int | None = None) -> str:
     return "\n".join(lines)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m movietitles.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, config=False)
     parser.add_argument("--title", help="the movie title")
     parser.add_argument("--poster", help="a poster image file (JPEG, PNG, GIF, BMP or WebP)")
-    parser.add_argument("--model-dir", default="saved_models", help="the export folder (default: saved_models)")
+    parser.add_argument("--model-dir", default="saved_models",
+                        help="the export folder, as export writes it (default: saved_models)")
     parser.add_argument("--top", type=int, default=None, help="list only the N most probable genres")
     args = parser.parse_args(argv)
     if args.top is not None and args.top < 1:
         parser.error("--top must be at least 1")
-    try:
-        result = predict_genres(args.model_dir, args.title, args.poster)
-    except PredictError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_prediction(result, args.top))
+    print(format_prediction(predict_genres(args.model_dir, args.title, args.poster), args.top))
     return 0
 
 

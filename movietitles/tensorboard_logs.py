@@ -29,6 +29,7 @@ from tensorboard.plugins.pr_curve import summary as pr_summary
 
 from movietitles.evaluation.thresholds import predict
 from movietitles.io import atomic_write_text
+from movietitles.markdown import markdown_table
 
 PR_THRESHOLDS = 101
 SPRITE_SIDE = 64                # a sprite thumbnail is SPRITE_SIDE x SPRITE_SIDE (the projector wants squares)
@@ -106,12 +107,6 @@ def write_posters(logdir: str | Path, tag: str, posters: Sequence[str | Path], c
     with writer.as_default():
         tf.summary.image(tag, images, step=step, max_outputs=len(images), description=description)
     writer.close()
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    cell = lambda v: (f"{v:.3f}" if isinstance(v, float) else str(v)).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    return "\n".join(["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(map(cell, row)) + " |" for row in rows)])
 
 
 def write_text(logdir: str | Path, tag: str, markdown: str, step: int = 0) -> None:

@@ -7,35 +7,25 @@ cached embeddings (resuming where a run stopped), then trains the task's model.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from pathlib import Path
 
-from movietitles.config import add_config_arguments, config_from_args, with_overrides
+from movietitles.cli import add_common_arguments, entry_point
+from movietitles.config import config_from_args, with_overrides
+from movietitles.features.ensure import ensure_features  # noqa: F401 (re-exported)
+from movietitles.features.extract import POSTER, TITLE
 from movietitles.log import setup_logging
-from movietitles.data.prepare import prepare
-from movietitles.features.extract import POSTER, TITLE, extract_features
 from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.generator import train_generator
 from movietitles.training.genre import GENRE_TASKS, train_genre_model
 
-log = logging.getLogger("movietitles.train")
-
 TASK_INPUTS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER), "generator": (POSTER,)}
 
 
-def ensure_features(config: dict, kinds) -> None:
-    if not (Path(config["data"]["prepared_dir"]) / "movies.csv").exists():
-        log.info("no prepared dataset in %s: preparing it from %s",
-                 config["data"]["prepared_dir"], config["data"]["root"])
-        print("\n".join(prepare(config).lines()))
-    extract_features(config, kinds)
-
-
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m movietitles.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
+    add_common_arguments(parser)
     parser.add_argument("--task", required=True, choices=sorted(TASK_INPUTS) + ["genres"],
                         help="genres = title, poster and fusion models")
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",

@@ -30,3 +30,20 @@ def test_outputs_get_the_usual_permissions(tmp_path, umask):
             pass
         assert stat.S_IMODE((tmp_path / f"plain-{name}").stat().st_mode) == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_directory_is_written_beside_its_target_then_renamed_into_place(tmp_path, umask):
+    from movietitles.io import directory_in_progress
+
+    target = tmp_path / "models" / "encoder"
+    with directory_in_progress(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".encoder.") and tmp.is_dir()
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's private 0700
+        (tmp / "saved_model.pb").write_bytes(b"graph")
+        os.replace(tmp, target)
+    assert (target / "saved_model.pb").read_bytes() == b"graph"
+    with pytest.raises(RuntimeError):
+        with directory_in_progress(target) as tmp:
+            (tmp / "half").write_bytes(b"x")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["encoder"]  # the half-written folder is gone

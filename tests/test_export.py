@@ -12,7 +12,7 @@ import tensorflow as tf
 from movietitles import export, predict
 from movietitles.config import write_config
 from movietitles.data.dataset import load_prepared
-from movietitles.serving import (
+from movietitles.serving.genre import (
     OUTPUTS,
     WARMUP_FILE,
     example_poster,
@@ -21,7 +21,7 @@ from movietitles.serving import (
     serving_name,
     versions,
 )
-from movietitles.training.genre import GENRE_TASKS, load_genre_run
+from movietitles.models.genre_runs import GENRE_TASKS, load_genre_run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -324,13 +324,13 @@ def test_export_cli_adds_a_version_and_names_the_train_command_for_a_missing_run
     config_file = write_config(tiny_config, tmp_path)
     out = tmp_path / "models"
     for version in (1, 2):
-        assert export.main(["--config", str(config_file), "--models", "poster", "--out", str(out)]) == 0
+        assert export.main(["--config", str(config_file), "--models", "poster", "--model-dir", str(out)]) == 0
         assert f"poster model: {out / 'genre_poster' / str(version)}" in capsys.readouterr().out
     assert versions(out / "genre_poster") == [1, 2]
     assert sorted(p.name for p in (out / "genre_poster").iterdir()) == ["1", "2"]
     assert sorted(p.name for p in out.iterdir()) == ["genre_poster"]
 
-    untrained = ["--config", str(config_file), "--set", "genre.models.fusion.dropout=0.123", "--out", str(out)]
+    untrained = ["--config", str(config_file), "--set", "genre.models.fusion.dropout=0.123", "--model-dir", str(out)]
     assert export.main(untrained) == 2
     assert "python -m movietitles.train --task fusion" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["genre_poster"]  # nothing exported when a run is missing

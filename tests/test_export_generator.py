@@ -12,8 +12,8 @@ import tensorflow as tf
 from movietitles import export
 from movietitles.config import with_overrides, write_config
 from movietitles.data.dataset import load_prepared
-from movietitles.serving import WARMUP_FILE, versions
-from movietitles.serving_generator import (
+from movietitles.serving.genre import WARMUP_FILE, versions
+from movietitles.serving.generator import (
     MODEL_NAME,
     GeneratorServingModule,
     export_title_generator,
@@ -221,13 +221,15 @@ def test_export_cli_adds_a_version_and_names_the_train_command_for_a_missing_run
     for name in ("saved_model.pb", "variables", WARMUP_FILE):
         assert (first / name).exists()
     config_file = write_config(gen_config, tmp_path)
-    assert export.main(["--config", str(config_file), "--task", "generator", "--out", str(out)]) == 0
-    assert f"generator model: {out / MODEL_NAME / '2'}" in capsys.readouterr().out
+    assert export.main(["--config", str(config_file), "--task", "generator", "--out", str(out)]) == 0  # old spelling
+    printed = capsys.readouterr()
+    assert f"generator model: {out / MODEL_NAME / '2'}" in printed.out
+    assert "warning: --out is deprecated and will be removed; use --model-dir" in printed.err
     assert versions(out / MODEL_NAME) == [1, 2]
     assert sorted(p.name for p in (out / MODEL_NAME).iterdir()) == ["1", "2"]  # no temporary folder left
 
     untrained = ["--config", str(config_file), "--task", "generator", "--set", "generator.dropout=0.123",
-                 "--out", str(out)]
+                 "--model-dir", str(out)]
     assert export.main(untrained) == 2
     assert "python -m movietitles.train --task generator" in capsys.readouterr().err
     assert versions(out / MODEL_NAME) == [1, 2]

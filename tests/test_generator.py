@@ -298,6 +298,27 @@ def test_a_model_trained_with_genres_takes_genre_names(gen_config, tmp_path, cap
     Image.new("RGB", (64, 96), (20, 20, 20)).save(image)
     config_file = write_config(config, tmp_path)
     capsys.readouterr()
-    assert generate.main(["--config", str(config_file), "--poster", str(image), "--genres", "Horror,Drama",
+    assert generate.main(["--config", str(config_file), "--poster", str(image), "--genres", "Horror", "Drama",
                           "--n", "2"]) == 0
     assert len([line for line in capsys.readouterr().out.splitlines() if line]) == 2
+    # The old comma-separated spelling still works, with a deprecation message.
+    assert generate.main(["--config", str(config_file), "--poster", str(image), "--genres", "Horror,Drama",
+                          "--n", "2"]) == 0
+    printed = capsys.readouterr()
+    assert len([line for line in printed.out.splitlines() if line]) == 2
+    assert "warning: --genres with commas is deprecated" in printed.err
+
+
+def test_generate_reads_the_whole_sampling_section_of_the_config(gen_config, gen_run, tmp_path, capsys):
+    """generator.sampling.n (which the exporter also reads) is part of the schema: --set and YAML take it."""
+    from movietitles import generate
+
+    image = tmp_path / "poster.png"
+    Image.new("RGB", (64, 96), (20, 20, 20)).save(image)
+    config = with_overrides(gen_config, {"generator.sampling.n": 2, "generator.sampling.sampler": "greedy"})
+    config_file = write_config(config, tmp_path)
+    assert generate.main(["--config", str(config_file), "--poster", str(image)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(lines) == 2 and len(set(lines)) == 1  # n and sampler from the YAML
+    assert generate.main(["--config", str(config_file), "--poster", str(image), "--n", "3"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if line]) == 3  # the command line wins

@@ -133,7 +133,7 @@ def test_a_generator_reading_poster_text_trains_evaluates_and_generates(tiny_con
 def test_coverage_counts_titles_found_in_the_poster_text_by_decade_and_genre():
     import pandas as pd
 
-    from movietitles.evaluation.poster_text_coverage import coverage_markdown, coverage_tables, title_found
+    from movietitles.features.poster_text_coverage import coverage_markdown, coverage_tables, title_found
 
     def lines(*texts):
         return [{"text": t, "box": [[0, 0], [9, 0], [9, 9], [0, 9]], "confidence": 0.9} for t in texts]

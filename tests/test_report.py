@@ -82,3 +82,11 @@ def test_plots_write_readable_pngs(tmp_path, data):
             assert image.format == "PNG" and min(image.size) > 300
     with pytest.raises(ValueError, match="shape"):
         plot_pr_curves(y, {"bad": scores["title"][:10]}, tmp_path / "bad.png")
+
+
+def test_markdown_tables_escape_cells_and_align_numbers():
+    from movietitles.markdown import markdown_table
+
+    table = markdown_table(["Model", "F1"], [["title | n-grams", 0.51234], ["two\nlines", "0.4"]])
+    assert table.splitlines() == ["| Model | F1 |", "|---|---:|", r"| title \| n-grams | 0.512 |", "| two lines | 0.4 |"]
+    assert markdown_table(["#", "title"], [[1, "Heat"]], numbers=False).splitlines()[1] == "|---|---|"

@@ -10,6 +10,7 @@ import pandas as pd
 
 MOVIE_COLUMNS = ["id", "title", "year", "aka", "raw_title", "genres", "poster",
                  "poster_sha256", "split", "source_row"]
+SPLITS = ("train", "validation", "test")  # the values of the `split` column
 
 
 class PreparedDataMissing(FileNotFoundError):

@@ -10,9 +10,7 @@ reason (after `retries` further attempts for transient errors) and never stop th
 from __future__ import annotations
 
 import http.client
-import os
 import socket
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from movietitles.io import file_mode
+from movietitles.io import replacing_file
 
 USER_AGENT = "Mozilla/5.0 (compatible; movietitles poster downloader)"
 CHUNK = 64 * 1024
@@ -100,35 +98,26 @@ def _head(path: Path) -> bytes:
 def fetch(url: str, dest: Path, timeout_s: float) -> None:
     """Stream `url` to `dest` via a temp file and an atomic rename; raise on any failure."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            head = b""
-            try:
-                with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                    expected = response.headers.get("Content-Length")
-                    received = 0
-                    while chunk := response.read(CHUNK):
-                        out.write(chunk)
-                        received += len(chunk)
-                        head = (head + chunk)[:16] if len(head) < 16 else head
-            except urllib.error.HTTPError as e:
-                if e.code in (408, 429) or e.code >= 500:
-                    raise _Retryable(f"http_{e.code}: {e.reason}") from e
-                raise
-            except (urllib.error.URLError, http.client.HTTPException, socket.timeout,
-                    ConnectionError, TimeoutError) as e:
-                raise _Retryable(f"network: {type(e).__name__}: {getattr(e, 'reason', e)}") from e
-            if expected is not None and received != int(expected):
-                raise _Retryable(f"incomplete: {received} of {expected} bytes")
-            if received == 0:
-                raise _Retryable("incomplete: empty response")
-            if not looks_like_image(head):
-                raise _Retryable(f"not_an_image: the response ({received} bytes) starts with {head[:16]!r}")
-            out.flush()
-            os.fchmod(out.fileno(), file_mode())
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing_file(dest, suffix=".part") as tmp, open(tmp, "wb") as out:
+        head = b""
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                expected = response.headers.get("Content-Length")
+                received = 0
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    head = (head + chunk)[:16] if len(head) < 16 else head
+        except urllib.error.HTTPError as e:
+            if e.code in (408, 429) or e.code >= 500:
+                raise _Retryable(f"http_{e.code}: {e.reason}") from e
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, socket.timeout,
+                ConnectionError, TimeoutError) as e:
+            raise _Retryable(f"network: {type(e).__name__}: {getattr(e, 'reason', e)}") from e
+        if expected is not None and received != int(expected):
+            raise _Retryable(f"incomplete: {received} of {expected} bytes")
+        if received == 0:
+            raise _Retryable("incomplete: empty response")
+        if not looks_like_image(head):
+            raise _Retryable(f"not_an_image: the response ({received} bytes) starts with {head[:16]!r}")

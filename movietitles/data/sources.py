@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from movietitles.config import get
+from movietitles.config import ConfigError, get
 
 SOURCES = ("movielens", "kaggle", "manifest")
 _POSTER_NAME = re.compile(r"^tt\d{7,}\.jpg$")
 
 
-class SourceError(ValueError):
+class SourceError(ConfigError):
     """A source file is missing or unusable as a whole (not a bad row)."""
 
 
@@ -81,7 +81,8 @@ def split_genres(value: str) -> list[str]:
 def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     """All columns as str ("" for empty); UTF-8, falling back to latin-1 (old Kaggle files)."""
     if not path.is_file():
-        raise SourceError(f"source file not found: {path}")
+        raise SourceError(f"source file not found: {path}; point data.root (and data.source) at your dataset, "
+                          "e.g. --set data.root=DIR")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError:

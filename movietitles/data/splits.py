@@ -21,11 +21,9 @@ from iterstrat.ml_stratifiers import IterativeStratification
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from movietitles.data.dataset import label_matrix
+from movietitles.data.dataset import SPLITS, label_matrix
 from movietitles.data.titles import normalise_title
 from movietitles.io import atomic_write_text
-
-SPLITS = ("train", "validation", "test")
 
 
 def check_fractions(fractions: dict) -> np.ndarray:

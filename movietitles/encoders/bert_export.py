@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as text
+
+from movietitles.io import directory_in_progress
 
 log = logging.getLogger(__name__)
 
@@ -151,23 +152,21 @@ def _save_atomically(module: tf.Module, target: Path, overwrite: bool, signature
     if target.exists() and not overwrite:
         log.info("%s exists, keeping it", target)
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     old = None
     try:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        if target.exists():
-            old = target.with_name(f".{target.name}.{os.getpid()}.old")
-            os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.exists():
-                raise
-            log.info("%s was written by another process meanwhile, keeping it", target)
-            return False
+        with directory_in_progress(target) as tmp:
+            tf.saved_model.save(module, str(tmp), signatures=signatures)
+            if target.exists():
+                old = target.with_name(f".{target.name}.{os.getpid()}.old")
+                os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not target.exists():
+                    raise
+                log.info("%s was written by another process meanwhile, keeping it", target)
+                return False
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return True

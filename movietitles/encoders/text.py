@@ -79,12 +79,14 @@ class TextEncoder:
         self.preprocessor = load_hub_model(self.preprocess_handle, "text preprocess")
         self.encoder = load_hub_model(self.handle, "text encoder")
         spec = tf.TensorSpec([None, None], tf.int32)
-        self._forward = tf.function(self._forward_graph, input_signature=[spec] * 3, jit_compile=jit_compile)
+        self._forward = tf.function(self.encode_token_ids, input_signature=[spec] * 3, jit_compile=jit_compile)
         self.cache_key = text_cache_key({"handle": self.handle, "preprocess_handle": self.preprocess_handle,
                                          "pooling": pooling, "normalize": self.normalize})
         self.dim = int(self.encode(["a"])["embedding"].shape[-1])
 
-    def _forward_graph(self, word_ids, mask, type_ids):
+    def encode_token_ids(self, word_ids, mask, type_ids) -> dict[str, tf.Tensor]:
+        """The encoder's outputs and the pooled `embedding` (float32) of preprocessed token ids, as
+        TensorFlow ops: it runs eagerly, or inside a tf.function such as a serving signature."""
         out = self.encoder({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids})
         out = {k: v for k, v in out.items() if isinstance(v, tf.Tensor)}  # TF-Hub BERTs add a list of layers
         if self.pooling == "mean":

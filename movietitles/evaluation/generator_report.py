@@ -3,24 +3,24 @@ generated titles, and the embedding comparison. Writes report.md and metrics.jso
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from movietitles.config import with_overrides, write_config
+from movietitles.config import config_hash, with_overrides, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
     RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles, swap_test)
-from movietitles.generate import generate_titles
 from movietitles.generator.data import poster_titles
+from movietitles.generator.runs import load_generator_run, run_directory
+from movietitles.generator.sampling import generate_titles
 from movietitles.io import atomic_write_text
-from movietitles.training.generator import load_generator_run, run_directory, train_generator
+from movietitles.markdown import markdown_table
+from movietitles.training.generator import train_generator
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,7 @@ def poster_swap_test(run, title_set, seed: int, n_resamples: int = 1000) -> dict
 
 
 def _table(header: list[str], rows: list[list]) -> str:
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, rows, numbers=False)
 
 
 def evaluation_set(config: dict, tokenizer, data_root: str | None):
@@ -76,7 +73,7 @@ def evaluation_set(config: dict, tokenizer, data_root: str | None):
         return poster_titles(config, "test", tokenizer), "test split"
     from movietitles.evaluation.other_data import ensure_prepared, other_dataset_config
     from movietitles.features.extract import POSTER, TITLE
-    from movietitles.train import ensure_features
+    from movietitles.features.ensure import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)
@@ -102,7 +99,7 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     real = test.movies["title"].tolist()
     generation = generation_metrics(generated, real, training_titles, run.tokenizer.normal_form)
 
-    digest = hashlib.sha256(yaml.safe_dump([config, data_root], sort_keys=True).encode()).hexdigest()[:10]
+    digest = config_hash([config, data_root])
     out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
     write_config(config, out)
     metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
@@ -176,7 +173,7 @@ def _plot_lengths(generated: list[str], real: list[str], path: Path) -> None:
 
 def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     """Scores of a user's (poster, title) pairs: mean log-likelihood per token, PMI, summed log-likelihood."""
-    from movietitles.generate import embed_poster_files, poster_text_of_files
+    from movietitles.features.poster_files import embed_poster_files, poster_text_of_files
 
     try:
         pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False, encoding="utf-8")
@@ -195,7 +192,7 @@ def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     posters = embed_poster_files(run.config["encoders"]["image"], paths)
     teacher = [run.tokenizer.teacher_forcing(run.tokenizer.encode(t)) for t in pairs["title"]]
     tokens, targets = [t for t, _ in teacher], [t for _, t in teacher]
-    text = poster_text_of_files(run, paths)
+    text = poster_text_of_files(run.config, run.tokenizer, paths)
     no_text = None if text is None else np.where(np.arange(text.shape[1]) == 0, text, run.tokenizer.pad_id)
     with_poster = score_titles(run.model, run.tokenizer, tokens, targets, posters, poster_text=text)
     zero = score_titles(run.model, run.tokenizer, tokens, targets, np.zeros_like(posters), poster_text=no_text)
@@ -237,7 +234,7 @@ def compare_conditioning(config: dict, names: list[str] | None = None) -> tuple[
                      gen["share_real_words"], gen["share_new"]])
     table = _table(["conditioning", "bits / char", "swap-test gain, bits / char [95% CI]", "PMI recall@1",
                     "PMI recall@10", "real words", "new titles"], rows)
-    digest = hashlib.sha256(yaml.safe_dump([config, names], sort_keys=True).encode()).hexdigest()[:10]
+    digest = config_hash([config, names])
     out = Path(config["genre"]["runs_dir"]) / f"conditioning-comparison-{digest}"
     write_config(config, out)
     atomic_write_text(out / "report.md", f"# Conditioning ablation (test split)\n\n{table}\n")
@@ -260,7 +257,7 @@ def compare_embeddings(config: dict) -> tuple[Path, str]:
                     "bits / char, zero poster", "bits / char, shuffled", "train s (last session)"], rows)
     note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
             "subwords); bits per character are.")
-    digest = hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:10]
+    digest = config_hash(config)
     out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
     write_config(config, out)
     atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")

@@ -1,4 +1,4 @@
-"""Evaluating on another dataset (`python -m movietitles.evaluate --data ROOT`).
+"""Evaluating on another dataset (`python -m movietitles.evaluate --eval-root ROOT`).
 
 The dataset is prepared and embedded once into `data/eval-<folder name>-<hash of its full path>/`
 (two datasets in folders of the same name never share it). The copy records a fingerprint of its
@@ -103,7 +103,7 @@ def load_target(config: dict, data_root: str | None, keep_overlap: bool = False)
     """(the movies to evaluate on, their description, the overlap summary for the report or None)."""
     if data_root is None:
         return load_split(config, "test", (TITLE, POSTER)), "test split", None
-    from movietitles.train import ensure_features
+    from movietitles.features.ensure import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)

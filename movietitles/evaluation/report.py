@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from movietitles.evaluation.metrics import SUMMARY_KEYS
 from movietitles.io import atomic_write_text
+from movietitles.markdown import markdown_table
 
 COLUMN_TITLES = {
     "micro_precision": "Micro P", "micro_recall": "Micro R", "micro_f1": "Micro F1",
@@ -42,10 +43,6 @@ def _check_results(results: Mapping[str, dict]) -> list[str]:
     return genres
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", r"\|")
-
-
 def _bold_best(values: list[float], intervals: list | None = None) -> list[str]:
     shown = [f"{v:.3f}" for v in values]
     best = max(shown, key=float)
@@ -67,7 +64,7 @@ def _p_value(p: float) -> str:
 def _comparison_lines(comparisons: Sequence[dict]) -> list[str]:
     if not comparisons:
         return []
-    rows = [[_cell(c["row"]), _cell(c["against"]), COLUMN_TITLES[c["metric"]],
+    rows = [[c["row"], c["against"], COLUMN_TITLES[c["metric"]],
              signed_interval(c["difference"], c["ci"]), _p_value(c["p_value"])] for c in comparisons]
     return ["", "## Paired comparisons", "",
             "Differences on the same bootstrap resamples of the test movies, with their 95% interval "
@@ -75,15 +72,8 @@ def _comparison_lines(comparisons: Sequence[dict]) -> list[str]:
             *_table(["Model", "Against", "Metric", "Difference [95% CI]", "p"], rows)]
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(_table(header, rows))
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+    return markdown_table(header, rows).splitlines()
 
 
 def _notes_markdown(notes: Notes) -> list[str]:
@@ -119,9 +109,9 @@ def render_markdown(results: Mapping[str, dict], test_size: int, notes: Notes = 
     columns = [_bold_best([results[n][key] for n in names],
                           [results[n].get("ci", {}).get(key) for n in names] if with_ci else None)
                for key in SUMMARY_KEYS]
-    summary_rows = [[_cell(n)] + [col[i] for col in columns] for i, n in enumerate(names)]
+    summary_rows = [[n] + [col[i] for col in columns] for i, n in enumerate(names)]
     first = results[names[0]]["per_genre"]
-    genre_rows = [[_cell(g), str(first[g]["support"])]
+    genre_rows = [[g, str(first[g]["support"])]
                   + _bold_best([results[n]["per_genre"][g]["f1"] for n in names])
                   for g in genres]
     intervals = " Values in brackets are 95% bootstrap intervals over the test movies." if with_ci else ""

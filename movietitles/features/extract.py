@@ -86,7 +86,7 @@ def _masked_images(config: dict, rows: pd.DataFrame, paths: list[str]):
 
 def write_poster_text_coverage(path: Path, movies: pd.DataFrame, lines_per_poster: list, genres: list[str]) -> None:
     """How often the poster text holds the title, by decade and genre, as markdown beside the cache."""
-    from movietitles.evaluation.poster_text_coverage import coverage_markdown, coverage_tables
+    from movietitles.features.poster_text_coverage import coverage_markdown, coverage_tables
 
     tables = coverage_tables(movies, lines_per_poster, genres)
     text = "# Poster text: how often it holds the title\n\n" + coverage_markdown(tables)

@@ -8,11 +8,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from movietitles.data.dataset import label_matrix, load_prepared
+from movietitles.data.dataset import SPLITS, label_matrix, load_prepared
 from movietitles.features.cache import FeatureCache
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE, open_cache, poster_rows, title_rows
-
-SPLITS = ("train", "validation", "test")
 
 
 def cache_key(config: dict, kind: str) -> str:

@@ -15,7 +15,6 @@ posters shuffled among those movies, so the gap between them is what the poster 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -23,62 +22,25 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from movietitles.config import write_config
-from movietitles.encoders.image import image_cache_key
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
+from movietitles.generator.runs import (  # noqa: F401 (GeneratorRun, load_generator_run: re-exported)
+    BEST_FILE, MODEL_FILE, SUMMARY_FILE, TASK, GeneratorRun, load_generator_run, run_directory)
+from movietitles.generator.sampling import sample_titles
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.io import atomic_save_model, atomic_write_text
+from movietitles.markdown import markdown_table
 from movietitles.tensorboard_logs import generator_hparams, write_hparams, write_posters
 
 log = logging.getLogger(__name__)
 
-TASK = "generator"
-MODEL_FILE, BEST_FILE, SUMMARY_FILE = "model.keras", "best.keras", "summary.json"
 SAMPLE_POSTERS = 8
-# generator.* keys that only change how titles are sampled afterwards, not the trained model.
-NOT_TRAINING_KEYS = ("sampling",)
-
-
-class GeneratorRun(NamedTuple):
-    """A finished generator run: `model, tokenizer, config, summary, run_dir = load_generator_run(d)`."""
-
-    model: keras.Model
-    tokenizer: TitleTokenizer
-    config: dict
-    summary: dict
-    run_dir: Path
-
-
-def run_directory(config: dict) -> Path:
-    """`<genre.runs_dir>/generator-<hash of what shapes the model>`: re-running finds (and resumes) it."""
-    gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
-    # The poster features by their cache key (as genre runs): settings that do not change them do not retrain.
-    encoders = {"image": image_cache_key(config["encoders"]["image"]), "bpemb": config["encoders"]["bpemb"]}
-    if (gcfg.get("poster_text") or {}).get("enabled"):
-        encoders["ocr"] = config["encoders"]["ocr"]
-    shaping = {"task": TASK, "seed": config["seed"], "data": config["data"], "encoders": encoders, "generator": gcfg}
-    digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(config["genre"]["runs_dir"]) / f"{TASK}-{digest}"
-
-
-def load_generator_run(run_dir: str | Path) -> GeneratorRun:
-    """The trained decoder, its tokenizer, the config it was trained with and its summary."""
-    run_dir = Path(run_dir)
-    if not (run_dir / SUMMARY_FILE).exists():
-        raise FileNotFoundError(f"no finished title generator run in {run_dir}: train it with "
-                                "`python -m movietitles.train --task generator` (with the same --config/--set)")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    return GeneratorRun(model, TitleTokenizer.from_config(config), config, summary, run_dir)
 
 
 def validation_nll(model: keras.Model, titles: TitleSet, tokenizer: TitleTokenizer,
@@ -162,14 +124,11 @@ class _RunState(keras.callbacks.Callback):
               f"{logs['val_loss_shuffled_posters']:.4f}" + (" (best)" if improved else ""), flush=True)
 
     def _write_samples(self, epoch: int) -> None:
-        from movietitles.generate import sample_titles  # generate imports this module
-
         generated = sample_titles(self.model, self.tokenizer, self.samples.poster, self.samples.genres, n=1,
                                   sampler="greedy", poster_text=self.samples.poster_text)
-        cell = lambda text: text.replace("|", "\\|").replace("\n", " ")
-        table = "| # | true title | generated (greedy) |\n|---|---|---|\n" + "\n".join(
-            f"| {i} | {cell(t)} | {cell(g[0])} |"
-            for i, (t, g) in enumerate(zip(self.samples.movies["title"], generated), start=1))
+        table = markdown_table(["#", "true title", "generated (greedy)"],
+                               [[i, t, g[0]] for i, (t, g) in enumerate(zip(self.samples.movies["title"], generated),
+                                                                        start=1)], numbers=False)
         with self.writer.as_default(step=epoch):
             tf.summary.text("generated_titles", table)
         self.writer.flush()

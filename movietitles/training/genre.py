@@ -8,7 +8,6 @@ validation, and its TensorBoard logs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,34 +16,21 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from movietitles.config import with_overrides, write_config
 from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
 from movietitles.features.extract import POSTER, TITLE
-from movietitles.features.pipeline import Features, cache_key, load_split, make_dataset
+from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
+from movietitles.models.genre_runs import (  # noqa: F401 (load_genre_run: re-exported)
+    GENRE_TASKS, MODEL_FILE, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, model_inputs, predict_scores,
+    run_directory)
 from movietitles.tensorboard_logs import log_genre_run
 from movietitles.training.distribute import is_chief, make_strategy
-from movietitles.training.loop import check_monitor, predict_scores, train_loop
+from movietitles.training.loop import check_monitor, train_loop
 
 log = logging.getLogger(__name__)
-
-GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
-MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
-
-
-def run_directory(config: dict, task: str) -> Path:
-    """Deterministic in what shapes the model, so re-running a command finds (and resumes) its run."""
-    genre = {k: v for k, v in config["genre"].items() if k != "models"}
-    # The features the task reads, by their cache keys: a new image encoder does not retrain the title
-    # model, and settings that change no feature (batch sizes, input limits) retrain nothing.
-    features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
-    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "features": features,
-               "genre": genre, "model": config["genre"]["models"][task]}
-    digest = hashlib.sha256(yaml.safe_dump(shaping, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(config["genre"]["runs_dir"]) / f"{task}-{digest}"
 
 
 def evaluation_features(config: dict, split: str, task: str) -> Features:
@@ -52,14 +38,6 @@ def evaluation_features(config: dict, split: str, task: str) -> Features:
     features = load_split(config, split, (TITLE, POSTER))
     features.inputs = {name: features.inputs[name] for name in GENRE_TASKS[task]}
     return features
-
-
-def model_inputs(model: keras.Model, features: Features) -> dict[str, np.ndarray]:
-    """What `model` reads, by input name: cached embeddings, and the raw titles for `title_text`."""
-    def column(name):
-        return features.movies["title"].to_numpy(dtype=str) if name == TITLE_TEXT else features.inputs[name]
-
-    return {tensor.name: column(tensor.name) for tensor in model.inputs}
 
 
 def example_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
@@ -177,14 +155,3 @@ def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     log.info("%s ensemble of %d seeds: %s", task, len(members), run_dir)
     return run_dir
-
-
-def load_genre_run(run_dir: Path) -> tuple[keras.Model, np.ndarray, dict]:
-    """The trained model, its tuned thresholds (genre order) and its summary."""
-    summary_path = run_dir / SUMMARY_FILE
-    if not summary_path.exists():
-        raise FileNotFoundError(f"no finished genre run in {run_dir}: train it with "
-                                f"`python -m movietitles.train --task {run_dir.name.split('-')[0]}`")
-    model = keras.saving.load_model(run_dir / MODEL_FILE)
-    thresholds = np.array(list(json.loads((run_dir / THRESHOLDS_FILE).read_text()).values()), dtype=np.float32)
-    return model, thresholds, json.loads(summary_path.read_text())

@@ -19,6 +19,7 @@ from sklearn.metrics import f1_score
 
 from movietitles.evaluation.thresholds import out_of_sample_f1, predict, tune_thresholds
 from movietitles.io import atomic_save_model
+from movietitles.models.genre_runs import predict_scores  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,6 @@ class LoopResult:
     best_epoch: int
     best_score: float
     history: list[dict] = field(default_factory=list)
-
-
-def predict_scores(model, inputs: dict[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
-    """Plain forward passes: unlike `model.predict`, safe under every strategy."""
-    rows = len(next(iter(inputs.values())))
-    return np.concatenate([keras.ops.convert_to_numpy(
-        model({k: tf.convert_to_tensor(v[i:i + batch_size]) for k, v in inputs.items()}, training=False))
-        for i in range(0, rows, batch_size)])
 
 
 def _validation_logs(model, inputs: dict[str, np.ndarray], labels: np.ndarray, loss_fn,

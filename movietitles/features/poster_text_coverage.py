@@ -14,6 +14,7 @@ import re
 import pandas as pd
 
 from movietitles.encoders.ocr import poster_words
+from movietitles.markdown import markdown_table
 
 MIN_WORD = 3
 
@@ -61,12 +62,9 @@ def coverage_tables(movies: pd.DataFrame, lines_per_poster: list[list[dict]], ge
 
 
 def coverage_markdown(tables: dict[str, pd.DataFrame]) -> str:
-    from movietitles.evaluation.report import markdown_table
+    def rows(table: pd.DataFrame) -> list[list]:
+        return [[name, int(row["posters"]), *row.iloc[1:].astype(float)] for name, row in table.iterrows()]
 
-    def rows(table: pd.DataFrame) -> list[list[str]]:
-        return [[str(name), str(int(row["posters"]))] + [f"{v:.3f}" for v in row.iloc[1:]]
-                for name, row in table.iterrows()]
-
-    header = lambda table: [table.index.name or "", *table.columns]  # noqa: E731
     return __doc__.split("\n\n", 1)[1].strip() + "\n\n" + "\n\n".join(
-        f"## {name}\n\n{markdown_table(header(table), rows(table))}" for name, table in tables.items())
+        f"## {name}\n\n{markdown_table([table.index.name or '', *table.columns], rows(table))}"
+        for name, table in tables.items())

@@ -21,19 +21,17 @@ with a poster input, `max_poster_bytes` and `max_poster_pixels`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from movietitles.features.extract import POSTER, TITLE
+from movietitles.io import directory_in_progress
 from movietitles.models.genre import TITLE_TEXT
-from movietitles.training.genre import GENRE_TASKS, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, run_directory
+from movietitles.models.genre_runs import GENRE_TASKS, finished_run, genre_names, load_genre_run
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +192,7 @@ class GenreServingModule(tf.Module):
         length = tf.minimum(tf.shape(packed["input_mask"])[1], tf.maximum(longest, 1))
         word_ids, mask, type_ids = (tf.cast(packed[k][:, :length], tf.int32)
                                     for k in ("input_word_ids", "input_mask", "input_type_ids"))
-        return self._text_encoder._forward_graph(word_ids, mask, type_ids)["embedding"]
+        return self._text_encoder.encode_token_ids(word_ids, mask, type_ids)["embedding"]
 
     def _embed_posters(self, posters):
         images = preprocess_posters(self._image_encoder, posters)
@@ -266,14 +264,11 @@ def save_new_version(module: tf.Module, model_dir: str | Path, model_name: str, 
     `model_dir`; returns the version folder. `requests`: (signature, inputs) pairs, by default
     `warmup_inputs(module)` (a genre module's)."""
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
     # Hidden, non-numeric: TF Serving ignores it until the rename.
-    tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-", suffix=".tmp"))
-    try:
+    with directory_in_progress(model_dir / "export") as tmp:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         write_warmup_requests(tmp / WARMUP_FILE, model_name,
                               warmup_inputs(module) if requests is None else requests)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
         while True:  # another exporter may take the same number meanwhile: then take the next one
             target = model_dir / str(max(versions(model_dir), default=0) + 1)
             try:
@@ -282,23 +277,6 @@ def save_new_version(module: tf.Module, model_dir: str | Path, model_name: str, 
             except OSError:
                 if not target.exists():
                     raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def finished_run(config: dict, task: str) -> Path:
-    """The task's finished training run of this config, or an error naming the command that trains it."""
-    if task not in GENRE_TASKS:
-        raise ValueError(f"unknown genre model {task!r}; expected one of {sorted(GENRE_TASKS)}")
-    run_dir = run_directory(config, task)
-    if not (run_dir / SUMMARY_FILE).exists():
-        raise FileNotFoundError(f"no trained {task} genre model for this config (expected {run_dir}): train it with "
-                                f"`python -m movietitles.train --task {task}` and the same --config/--set options")
-    return run_dir
-
-
-def genre_names(run_dir: Path) -> list[str]:
-    return list(json.loads((Path(run_dir) / THRESHOLDS_FILE).read_text(encoding="utf-8")))
 
 
 def build_serving_module(run_dir: Path, text_encoder=None, image_encoder=None) -> GenreServingModule:

@@ -1,7 +1,7 @@
 """The title generator as a TF Serving SavedModel: poster bytes in, sampled titles out.
 
 Each export is `<out>/title_generator/<version>/`, versioned and written atomically like the genre
-exports (movietitles.serving). The graph holds the whole path: poster decoding and the image
+exports (movietitles.serving.genre). The graph holds the whole path: poster decoding and the image
 network of the run's image encoder, the Keras decoder in a top-p sampling loop, and BPEmb's
 SentencePiece model to turn subword ids into text. It uses only TensorFlow core and TensorFlow
 Text ops, which the stock TF Serving model server links in.
@@ -26,23 +26,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from movietitles.config import get
-from movietitles.generate import MAX_TEMPERATURE, MIN_TEMPERATURE
 from movietitles.generator.model import GENRES, LOGITS, POSTER_INPUT, TOKENS
+from movietitles.generator.runs import load_generator_run, run_directory
+from movietitles.generator.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, sampling_settings
 from movietitles.generator.tokenizer import TitleTokenizer
-from movietitles.serving import (
-    SIGNATURE_RAW,
-    example_poster,
-    preprocess_posters,
-    save_new_version,
-)
-from movietitles.training.generator import load_generator_run, run_directory
+from movietitles.serving.genre import SIGNATURE_RAW, example_poster, preprocess_posters, save_new_version
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "title_generator"
 OUTPUTS = ("titles", "token_ids")
-DEFAULT_TITLES = 5
 
 
 def top_p_sample(logits: tf.Tensor, p) -> tf.Tensor:
@@ -63,7 +56,7 @@ class GeneratorServingModule(tf.Module):
     """
 
     def __init__(self, decoder: keras.Model, tokenizer: TitleTokenizer, image_encoder, genre_names=None,
-                 n: int = DEFAULT_TITLES, p: float = 0.9):
+                 n: int = 5, p: float = 0.9):
         super().__init__(name="title_generator_serving")
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n (titles per poster) must be a positive integer, got {n!r}")
@@ -189,7 +182,7 @@ def export_title_generator(config: dict, out_dir: str | Path = "saved_models", i
 
     The image encoder is built from the run's encoders.image config unless given (it must match);
     top-p's p comes from this config's generator.sampling.p, `n` (titles per poster) from the
-    argument, else generator.sampling.n, else 5.
+    argument, else generator.sampling.n.
     """
     from movietitles.encoders.image import build_image_encoder, image_cache_key
 
@@ -200,9 +193,9 @@ def export_title_generator(config: dict, out_dir: str | Path = "saved_models", i
     elif image_encoder.cache_key != image_cache_key(image_cfg):
         raise ValueError(f"the image encoder {image_encoder.cache_key} is not the one the title generator was "
                          f"trained with ({image_cache_key(image_cfg)})")
-    n = n if n is not None else get(config, "generator.sampling.n", DEFAULT_TITLES)
-    module = GeneratorServingModule(run.model, run.tokenizer, image_encoder, run.config["data"]["genres"], n=n,
-                                    p=float(get(config, "generator.sampling.p", 0.9)))
+    sampling = sampling_settings(config["generator"]["sampling"], {"n": n})
+    module = GeneratorServingModule(run.model, run.tokenizer, image_encoder, run.config["data"]["genres"],
+                                    n=sampling["n"], p=float(sampling["p"]))
     version_dir = save_new_version(module, Path(out_dir) / MODEL_NAME, MODEL_NAME, warmup_inputs(module))
     log.info("title generator (%s) exported to %s", run.run_dir, version_dir)
     return version_dir

@@ -1,0 +1,67 @@
+"""What every `python -m movietitles.<command>` shares: the common flags, old flag spellings kept
+with a deprecation message, and user errors printed as one `error: ...` line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+
+from movietitles.config import ConfigError, add_config_arguments
+
+USER_ERROR = 2  # argparse's own exit status for a bad command line
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message says what to run or change next."""
+
+
+# FileNotFoundError: a missing input, named with the command that makes it (e.g. PreparedDataMissing).
+USER_ERRORS = (UserError, ConfigError, FileNotFoundError)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:
+    """--config and --set (when the command reads the config) and --no-progress."""
+    if config:
+        add_config_arguments(parser)
+    parser.add_argument("--no-progress", action=_NoProgress, help="hide progress bars")
+
+
+class _NoProgress(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar of this process, however deep
+        setattr(namespace, self.dest, True)
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    print(f"warning: {old} is deprecated and will be removed; use {new}", file=sys.stderr)
+
+
+def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs) -> None:
+    """`old` still sets `dest` (the value of `new`), with a deprecation message on stderr; hidden from --help."""
+
+    class Deprecated(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            warn_deprecated(option_string, new)
+            setattr(namespace, self.dest, values)
+
+    parser.add_argument(old, dest=dest, action=Deprecated, help=argparse.SUPPRESS, **kwargs)
+
+
+def entry_point(main):
+    """Wrap a `main(argv) -> int | None`: a user error becomes `error: <message>` on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv) or 0
+        except USER_ERRORS as e:
+            print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
+            return USER_ERROR
+
+    return wrapper

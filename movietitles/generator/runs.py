@@ -1,0 +1,55 @@
+"""Trained title generators on disk: a run is `<genre.runs_dir>/generator-<config hash>/`, named by
+what shapes the model, so the same command finds (and resumes) its run. Training writes runs
+(`movietitles.training.generator`); sampling, evaluation and serving read them from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import yaml
+
+from movietitles.config import config_hash
+from movietitles.encoders.image import image_cache_key
+from movietitles.generator.tokenizer import TitleTokenizer
+
+TASK = "generator"
+MODEL_FILE, BEST_FILE, SUMMARY_FILE = "model.keras", "best.keras", "summary.json"
+# generator.* keys that only change how titles are sampled afterwards, not the trained model.
+NOT_TRAINING_KEYS = ("sampling",)
+
+
+class GeneratorRun(NamedTuple):
+    """A finished generator run: `model, tokenizer, config, summary, run_dir = load_generator_run(d)`."""
+
+    model: keras.Model
+    tokenizer: TitleTokenizer
+    config: dict
+    summary: dict
+    run_dir: Path
+
+
+def run_directory(config: dict) -> Path:
+    """`<genre.runs_dir>/generator-<hash of what shapes the model>`: re-running finds (and resumes) it."""
+    gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
+    # The poster features by their cache key (as genre runs): settings that do not change them do not retrain.
+    encoders = {"image": image_cache_key(config["encoders"]["image"]), "bpemb": config["encoders"]["bpemb"]}
+    if (gcfg.get("poster_text") or {}).get("enabled"):
+        encoders["ocr"] = config["encoders"]["ocr"]
+    shaping = {"task": TASK, "seed": config["seed"], "data": config["data"], "encoders": encoders, "generator": gcfg}
+    return Path(config["genre"]["runs_dir"]) / f"{TASK}-{config_hash(shaping)}"
+
+
+def load_generator_run(run_dir: str | Path) -> GeneratorRun:
+    """The trained decoder, its tokenizer, the config it was trained with and its summary."""
+    run_dir = Path(run_dir)
+    if not (run_dir / SUMMARY_FILE).exists():
+        raise FileNotFoundError(f"no finished title generator run in {run_dir}: train it with "
+                                "`python -m movietitles.train --task generator` (with the same --config/--set)")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    return GeneratorRun(model, TitleTokenizer.from_config(config), config, summary, run_dir)

@@ -1,0 +1,74 @@
+"""Trained genre models on disk: a run is `<genre.runs_dir>/<task>-<config hash>/`, named by what
+shapes the model, so the same command finds (and resumes) its run. Training writes runs
+(`movietitles.training.genre`); evaluation and serving read them from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from movietitles.config import config_hash
+from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.pipeline import Features, cache_key
+from movietitles.models.genre import TITLE_TEXT
+
+GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
+MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
+
+
+def run_directory(config: dict, task: str) -> Path:
+    """Deterministic in what shapes the model, so re-running a command finds (and resumes) its run."""
+    genre = {k: v for k, v in config["genre"].items() if k != "models"}
+    # The features the task reads, by their cache keys: a new image encoder does not retrain the title
+    # model, and settings that change no feature (batch sizes, input limits) retrain nothing.
+    features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
+    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "features": features,
+               "genre": genre, "model": config["genre"]["models"][task]}
+    return Path(config["genre"]["runs_dir"]) / f"{task}-{config_hash(shaping)}"
+
+
+def finished_run(config: dict, task: str) -> Path:
+    """The task's finished training run of this config, or an error naming the command that trains it."""
+    if task not in GENRE_TASKS:
+        raise ValueError(f"unknown genre model {task!r}; expected one of {sorted(GENRE_TASKS)}")
+    run_dir = run_directory(config, task)
+    if not (run_dir / SUMMARY_FILE).exists():
+        raise FileNotFoundError(f"no trained {task} genre model for this config (expected {run_dir}): train it with "
+                                f"`python -m movietitles.train --task {task}` and the same --config/--set options")
+    return run_dir
+
+
+def load_genre_run(run_dir: Path) -> tuple[keras.Model, np.ndarray, dict]:
+    """The trained model, its tuned thresholds (genre order) and its summary."""
+    summary_path = run_dir / SUMMARY_FILE
+    if not summary_path.exists():
+        raise FileNotFoundError(f"no finished genre run in {run_dir}: train it with "
+                                f"`python -m movietitles.train --task {run_dir.name.split('-')[0]}`")
+    model = keras.saving.load_model(run_dir / MODEL_FILE)
+    thresholds = np.array(list(json.loads((run_dir / THRESHOLDS_FILE).read_text()).values()), dtype=np.float32)
+    return model, thresholds, json.loads(summary_path.read_text())
+
+
+def genre_names(run_dir: Path) -> list[str]:
+    return list(json.loads((Path(run_dir) / THRESHOLDS_FILE).read_text(encoding="utf-8")))
+
+
+def model_inputs(model: keras.Model, features: Features) -> dict[str, np.ndarray]:
+    """What `model` reads, by input name: cached embeddings, and the raw titles for `title_text`."""
+    def column(name):
+        return features.movies["title"].to_numpy(dtype=str) if name == TITLE_TEXT else features.inputs[name]
+
+    return {tensor.name: column(tensor.name) for tensor in model.inputs}
+
+
+def predict_scores(model, inputs: dict[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
+    """Plain forward passes: unlike `model.predict`, safe under every strategy."""
+    rows = len(next(iter(inputs.values())))
+    return np.concatenate([keras.ops.convert_to_numpy(
+        model({k: tf.convert_to_tensor(v[i:i + batch_size]) for k, v in inputs.items()}, training=False))
+        for i in range(0, rows, batch_size)])

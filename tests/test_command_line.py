@@ -1,0 +1,121 @@
+"""The command line as a user meets it: config files merged over the defaults, one flag convention
+(old spellings still work, with a deprecation message), and user errors as one `error:` line, exit 2."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from movietitles.config import ConfigError, load_config, with_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The last line on stderr, after checking the command failed cleanly (exit 2, no traceback)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: "), result.stderr
+    return lines[-1]
+
+
+def test_a_partial_config_file_is_merged_over_the_defaults(tmp_path):
+    defaults = load_config()
+    config = load_config(write_yaml(tmp_path / "my.yaml", {"genre": {"epochs": 2, "models": {"poster": {"ensemble": 1}}}}))
+    assert config["genre"]["epochs"] == 2 and config["genre"]["models"]["poster"]["ensemble"] == 1
+    assert config["genre"]["models"]["poster"]["dropout"] == defaults["genre"]["models"]["poster"]["dropout"]
+    assert config["data"] == defaults["data"] and config["encoders"] == defaults["encoders"]
+    # --set applies after the file.
+    assert load_config(tmp_path / "my.yaml", ["genre.epochs=5"])["genre"]["epochs"] == 5
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"genre": {"epochz": 2}}, "unknown key 'genre.epochz'"),
+    ({"encoders": {"image": {"nmae": "resnet50"}}}, "unknown key 'encoders.image.nmae'"),
+    ({"colour": "red"}, "unknown key 'colour'"),
+    ({"genre": 3}, "'genre' is a section of the config"),
+])
+def test_a_config_file_with_an_unknown_key_is_refused_by_name(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_yaml(tmp_path / "my.yaml", data))
+
+
+def test_the_sampling_section_is_one_schema():
+    from movietitles.generator.sampling import sampling_settings
+
+    config = load_config(overrides=["generator.sampling.n=3"])
+    assert config["generator"]["sampling"]["n"] == 3
+    assert sampling_settings(config["generator"]["sampling"])["n"] == 3
+    assert sampling_settings(config["generator"]["sampling"], {"n": None, "p": 0.5}) == {
+        **config["generator"]["sampling"], "p": 0.5}
+    with pytest.raises(ConfigError, match="unknown key 'generator.sampling.top'"):
+        with_overrides(config, {"generator.sampling.top": 3})
+    with pytest.raises(ValueError, match=r"unknown generator.sampling setting\(s\) \['top'\]"):
+        sampling_settings({"top": 3})
+
+
+@pytest.fixture()
+def missing(tmp_path):
+    """Paths where nothing exists yet: data root, prepared data, features and runs."""
+    return {"data": {"root": str(tmp_path / "no-such-dataset"), "prepared_dir": str(tmp_path / "prepared")},
+            "features": {"cache_dir": str(tmp_path / "prepared" / "features")},
+            "genre": {"runs_dir": str(tmp_path / "runs")}}
+
+
+def test_train_with_a_partial_config_names_the_missing_data(tmp_path, missing):
+    config = write_yaml(tmp_path / "my.yaml", missing)
+    line = error_line(run("movietitles.train", "--task", "poster", "--config", str(config), "--no-progress"))
+    assert "source file not found" in line and "--set data.root=" in line
+
+
+def test_train_refuses_an_unknown_config_key(tmp_path, missing):
+    config = write_yaml(tmp_path / "my.yaml", {**missing, "generator": {"sampling": {"temperatur": 1.0}}})
+    line = error_line(run("movietitles.train", "--task", "poster", "--config", str(config)))
+    assert "unknown key 'generator.sampling.temperatur'" in line
+
+
+@pytest.mark.parametrize("command, expected", [
+    (["movietitles.evaluate"], "python -m movietitles.train --task title"),
+    (["movietitles.evaluate", "--task", "generator"], "python -m movietitles.train --task generator"),
+    (["movietitles.features", "--kinds", "poster"], "python -m movietitles.data prepare"),
+    (["movietitles.data", "prepare"], "--set data.root="),
+    (["movietitles.generate", "--poster", "poster.jpg"], "python -m movietitles.train --task generator"),
+    (["movietitles.export", "--models", "poster"], "python -m movietitles.train --task poster"),
+])
+def test_every_entry_point_ends_a_user_error_in_one_line_naming_the_next_step(tmp_path, missing, command, expected):
+    config = write_yaml(tmp_path / "my.yaml", missing)
+    line = error_line(run(*command, "--config", str(config), "--no-progress"))
+    assert expected in line
+
+
+def test_predict_takes_the_common_flags_and_names_the_export_command(tmp_path):
+    line = error_line(run("movietitles.predict", "--title", "Heat", "--model-dir", str(tmp_path), "--no-progress"))
+    assert "python -m movietitles.export" in line
+
+
+@pytest.mark.parametrize("command, old, new", [
+    (["movietitles.export", "--out", "{tmp}/exports"], "--out", "--model-dir"),
+    (["movietitles.evaluate", "--data", "{tmp}/other"], "--data", "--eval-root"),
+    (["movietitles.generate", "--poster", "p.jpg", "--genres", "Comedy,Drama"], "--genres with commas",
+     "spaces: --genres Comedy Romance"),
+])
+def test_old_flag_spellings_still_work_with_a_deprecation_message(tmp_path, missing, command, old, new):
+    config = write_yaml(tmp_path / "my.yaml", missing)
+    result = run(*(arg.format(tmp=tmp_path) for arg in command), "--config", str(config))
+    error_line(result)  # parsed: the command went on to its own check (no trained model here)
+    assert f"warning: {old} is deprecated" in result.stderr and f"use {new}" in result.stderr

@@ -1,0 +1,152 @@
+"""The package's layout: modules import downwards only (no import cycles, lazy imports included),
+entry points sit on top, and each concept lives in the folder named after it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "movietitles"
+ENTRY_POINTS = {"movietitles.train", "movietitles.evaluate", "movietitles.generate", "movietitles.export",
+                "movietitles.predict", "movietitles.data.__main__", "movietitles.features.__main__"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each movietitles module -> the movietitles modules it imports anywhere in its body (lazy imports too).
+    `from movietitles.pkg import mod` counts as an import of `movietitles.pkg.mod` when that is a module."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                submodules = {f"{node.module}.{alias.name}" for alias in node.names} & set(modules)
+                targets |= submodules or {node.module}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return stack[stack.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_graph_walker_sees_cycles_and_lazy_imports():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    # A lazy import inside a function is an edge, and so is `from package import module`.
+    graph = import_graph()
+    assert "movietitles.evaluation.generator_report" in graph["movietitles.evaluate"]
+    assert "movietitles.evaluation.baselines" in graph["movietitles.evaluate"]
+
+
+def test_entry_points_sit_on_top():
+    graph = import_graph()
+    importers = {name: sorted(entry & ENTRY_POINTS) for name, entry in graph.items() if entry & ENTRY_POINTS}
+    assert importers == {}, f"modules importing an entry point: {importers}"
+
+
+@pytest.mark.parametrize("module", ["movietitles.evaluate", "movietitles.serving", "movietitles.serving.genre",
+                                    "movietitles.serving.generator", "movietitles.predict"])
+def test_evaluation_and_serving_do_not_import_training(module):
+    training = sorted(t for t in import_graph()[module] if t == "movietitles.train" or t.startswith("movietitles.training"))
+    assert training == [], f"{module} imports {training}"
+
+
+def test_each_concept_lives_in_its_folder():
+    graph = import_graph()
+    assert {"movietitles.serving.genre", "movietitles.serving.generator"} <= set(graph)
+    assert not (PACKAGE / "serving.py").exists() and not (PACKAGE / "serving_generator.py").exists()
+    assert "movietitles.generator.sampling" in graph          # sampling beside the decoder
+    assert "movietitles.features.ensure" in graph             # data preparation below the entry points
+
+
+def test_no_module_calls_a_private_method_of_the_encoders():
+    """Serving embeds titles in-graph through the text encoder's public `encode_token_ids`."""
+    private = {node.name for path in (PACKAGE / "encoders").glob("*.py")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.FunctionDef) and node.name.startswith("_") and not node.name.startswith("__")}
+    assert "_trim" in private  # the walker finds them
+    calls = [f"{path.relative_to(PACKAGE)}:{node.lineno} .{node.attr}"
+             for path in PACKAGE.rglob("*.py") if "encoders" not in path.parts
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Attribute) and node.attr in private
+             and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
+    assert calls == []
+
+
+def calls(path: Path, attribute: str) -> list[ast.Call]:
+    return [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attribute]
+
+
+def places(predicate) -> list[str]:
+    return sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if predicate(path))
+
+
+def test_run_folders_are_named_by_one_config_hash_helper():
+    def hashes_yaml(path):
+        return any(inner.func.attr == "safe_dump" for call in calls(path, "sha256") for inner in ast.walk(call)
+                   if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute))
+
+    assert places(hashes_yaml) == ["config.py"]
+
+
+def test_markdown_tables_are_written_by_one_helper():
+    def writes_separator_row(path):
+        return any(isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip("|\n") == "---"
+                   or isinstance(node, ast.Constant) and isinstance(node.value, str) and "|---|" in node.value
+                   for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+
+    assert places(writes_separator_row) == ["markdown.py"]
+
+
+def test_atomic_saves_go_through_one_helper_for_files_and_one_for_folders():
+    assert places(lambda path: calls(path, "mkdtemp") or calls(path, "mkstemp")) == ["io.py"]
+
+
+def test_split_names_are_defined_once():
+    def names_splits(path):
+        return any(isinstance(node, ast.Tuple) and [getattr(e, "value", None) for e in node.elts]
+                   == ["train", "validation", "test"] for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+
+    assert places(names_splits) == ["data/dataset.py"]
+
+
+def test_the_config_hash_names_existing_runs_as_before():
+    import hashlib
+
+    import yaml
+
+    from movietitles.config import config_hash, load_config
+
+    config = load_config()
+    assert config_hash(config) == hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:10]
