@@ -186,3 +186,20 @@ def test_text_masked_features_have_their_own_cache_and_raw_posters_are_refused(t
     assert features.inputs[POSTER].shape == load_split(tiny_config, "train", (POSTER,)).inputs[POSTER].shape
     with pytest.raises(ValueError, match="analysis view"):
         build_image_encoder(masked["encoders"]["image"])
+
+
+def test_a_saturated_copy_gate_keeps_finite_gradients():
+    # In warm-up there is nothing to copy and the gate saturates: p_gen == 1.0 in float32 must not give NaN.
+    import tensorflow as tf
+
+    from movietitles.generator.model import PointerGenerator
+
+    logits = tf.Variable(np.random.default_rng(0).normal(size=(1, 1, 5)).astype(np.float32))
+    gate = tf.Variable([[[60.0]]])
+    copy = tf.constant([[[0.0, 1.0, 0.0, 0.0, 0.0]]])
+    with tf.GradientTape() as tape:
+        log_probs = PointerGenerator()([logits, copy, gate])
+        loss = -log_probs[0, 0, 2]
+    gradients = tape.gradient(loss, [logits, gate])
+    assert np.isfinite(log_probs.numpy()).all() and all(np.isfinite(g.numpy()).all() for g in gradients)
+    assert np.exp(log_probs.numpy()).sum() == pytest.approx(1.0, abs=1e-5)

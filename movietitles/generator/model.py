@@ -75,12 +75,14 @@ class CopyAttention(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="movietitles")
 class PointerGenerator(keras.layers.Layer):
-    """`[vocabulary logits [B, T, V], copy distribution [B, T, V], p_gen [B, T, 1]]` -> log P [B, T, V]."""
+    """`[vocabulary logits [B, T, V], copy distribution [B, T, V], gate logit [B, T, 1]]` -> log P [B, T, V],
+    with p_gen = sigmoid(gate logit). In log space throughout: a saturated gate (p_gen == 1.0 in float32,
+    as in warm-up, where there is nothing to copy) would make log(1 - p_gen) -inf and its gradient NaN."""
 
     def call(self, inputs):
-        logits, copy, p_gen = inputs
-        generate = keras.ops.log(p_gen) + keras.ops.log_softmax(logits, axis=-1)
-        copied = keras.ops.log(1.0 - p_gen) + keras.ops.log(copy + 1e-9)
+        logits, copy, gate = inputs
+        generate = keras.ops.log_sigmoid(gate) + keras.ops.log_softmax(logits, axis=-1)
+        copied = keras.ops.log_sigmoid(-gate) + keras.ops.log(copy + 1e-9)
         return keras.ops.logaddexp(generate, copied)
 
     def compute_output_shape(self, input_shape):
@@ -147,9 +149,9 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
         [x, memory, text_ids])
     state_and_context = keras.layers.Concatenate(name="state_and_context")([x, context])
     vocabulary_logits = keras.layers.Dense(vocab_size, name="vocabulary_logits")(state_and_context)
-    p_gen = keras.layers.Dense(1, activation="sigmoid", name="p_generate")(
+    gate = keras.layers.Dense(1, name="generate_gate")(  # logit of p_gen
         keras.layers.Concatenate(name="gate_inputs")([state_and_context, embedded]))
-    log_probs = PointerGenerator(name=LOGITS)([vocabulary_logits, copy, p_gen])
+    log_probs = PointerGenerator(name=LOGITS)([vocabulary_logits, copy, gate])
     return keras.Model(inputs, log_probs, name="title_decoder")
 
 
