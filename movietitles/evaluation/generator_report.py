@@ -72,12 +72,13 @@ def evaluation_set(config: dict, tokenizer, data_root: str | None):
     if data_root is None:
         return poster_titles(config, "test", tokenizer), "test split"
     from movietitles.evaluation.other_data import ensure_prepared, other_dataset_config
-    from movietitles.features.extract import POSTER, TITLE
+    from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
     from movietitles.features.ensure import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)
-    ensure_features(other, (TITLE, POSTER))
+    reads_text = (config["generator"].get("poster_text") or {}).get("enabled")
+    ensure_features(other, (TITLE, POSTER, POSTER_TEXT) if reads_text else (TITLE, POSTER))
     return poster_titles(other, "all", tokenizer), f"every movie with a poster in {data_root}"
 
 
