@@ -60,7 +60,7 @@ def test_html_report_opens_in_chromium_with_generated_titles_per_poster(gen_conf
     dom, _ = browser.render(out / "report.html", tmp_path)
     assert re.search(r'data-broken-images="(\d+)"', dom).group(1) == "0"
     assert int(re.search(r'data-images="(\d+)"', dom).group(1)) == 1 + 5   # the plot and five posters
-    for table in ("perplexity", "made-up-titles", "generated"):
+    for table in ("swap-test", "perplexity", "made-up-titles", "generated"):
         assert f'id="{table}"' in dom
     cards = re.findall(r'<div class="card".*?</ol>', dom, re.S)
     assert len(cards) == 5 and all(card.count("<li>") == 3 for card in cards)

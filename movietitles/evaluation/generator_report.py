@@ -93,8 +93,10 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     ranking = made_up_title_ranking(run.model, run.tokenizer, test, n_candidates=min(100, distinct), seed=seed)
 
     uses_genres = "genres" in run.model.input
+    # This config's sampling section (not part of the run), one title per poster.
+    sampling = {k: v for k, v in config["generator"]["sampling"].items() if k != "n"}
     generated = [t[0] for t in generate_titles(run, test.poster, test.genres if uses_genres else None, n=1,
-                                               sampler="top_p", seed=seed, poster_text=test.poster_text)]
+                                               seed=seed, poster_text=test.poster_text, **sampling)]
     movies = load_prepared(config["data"]["prepared_dir"]).movies
     training_titles = movies.loc[movies["split"] == "train", "title"].tolist()
     real = test.movies["title"].tolist()
@@ -104,7 +106,8 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
     write_config(config, out)
     metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
-               "swap_test": swap, "perplexity": conditions, "made_up_titles": ranking, "generated": generation}
+               "swap_test": swap, "perplexity": conditions, "made_up_titles": ranking, "generated": generation,
+               "sampling": sampling}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     rng = np.random.default_rng(seed)
     shown = rng.choice(len(test), min(samples, len(test)), replace=False)
@@ -126,14 +129,14 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
             + [["chance", ranking["rankers"][RANKERS[0]]["chance_recall_at_1"],
                 ranking["rankers"][RANKERS[0]]["chance_recall_at_10"],
                 ranking["rankers"][RANKERS[0]]["chance_mean_rank"], "-"]]),
-        "## Generated titles (top-p, one per poster)\n\n" + _table(
+        f"## Generated titles (one per poster; generator.sampling: {json.dumps(sampling)})\n\n" + _table(
             ["metric", "value"], [[k, v] for k, v in generation.items()]),
         "## Samples\n\n" + _table(["true title", "generated"], [[real[i], generated[i]] for i in shown]),
     ]) + "\n"
     atomic_write_text(out / "report.md", report)
     _plot_lengths(generated, real, out / "title_lengths.png")
     shown_titles = generate_titles(run, test.poster[shown], test.genres[shown] if uses_genres else None, n=3,
-                                   sampler="top_p", seed=seed,
+                                   seed=seed, **sampling,
                                    poster_text=None if test.poster_text is None else test.poster_text[shown])
     write_html_report(out, metrics, {"Title lengths (words)": out / "title_lengths.png"},
                       generator_gallery(test.movies, shown, shown_titles), "Title generator evaluation")

@@ -135,6 +135,14 @@ def genre_tables(payload: Mapping[str, Any]) -> str:
 def generator_tables(payload: Mapping[str, Any]) -> str:
     parts = [f"<p>Run <code>{_e(payload.get('run', ''))}</code>; {_e(payload.get('titles', '?'))} titles "
              f"({_e(payload.get('evaluated_on', ''))}).</p>"]
+    swap = payload.get("swap_test")
+    if swap:
+        low, high = swap["gain_interval"]
+        parts += ['<h2 id="swap-test">Does the poster help? (swap test)</h2>',
+                  f"<p>Bits per character: <b>{swap['bits_per_char_true']:.3f}</b> with the true poster, "
+                  f"{swap['bits_per_char_shuffled']:.3f} with another movie's poster (mean of {swap['shuffles']} "
+                  f"shuffles). Gain <b>{swap['gain_bits_per_char']:+.3f} bits/char [{low:+.3f}, {high:+.3f}]</b> "
+                  "(95% bootstrap interval over titles).</p>"]
     keys = ["cross_entropy_per_token", "perplexity_per_token", "cross_entropy_per_char", "perplexity_per_char",
             "bits_per_char"]
     conditions = payload.get("perplexity", {})
