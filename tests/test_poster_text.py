@@ -203,3 +203,12 @@ def test_a_saturated_copy_gate_keeps_finite_gradients():
     gradients = tape.gradient(loss, [logits, gate])
     assert np.isfinite(log_probs.numpy()).all() and all(np.isfinite(g.numpy()).all() for g in gradients)
     assert np.exp(log_probs.numpy()).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_generator_reading_poster_text_is_refused_by_the_exporter_by_name():
+    from movietitles.serving.generator import GeneratorServingModule
+
+    decoder = build_title_decoder(10, 4, 0, np.zeros((10, 3), np.float32), poster_projection=4, gru_units=4,
+                                  poster_text_units=4)
+    with pytest.raises(ValueError, match="reads poster text.*cannot be exported"):
+        GeneratorServingModule(decoder, tokenizer=None, image_encoder=None)

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from movietitles.generator.model import GENRES, LOGITS, POSTER_INPUT, TOKENS
+from movietitles.generator.model import GENRES, LOGITS, POSTER_INPUT, POSTER_TEXT, TOKENS
 from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.generator.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, sampling_settings
 from movietitles.generator.tokenizer import TitleTokenizer
@@ -58,6 +58,9 @@ class GeneratorServingModule(tf.Module):
     def __init__(self, decoder: keras.Model, tokenizer: TitleTokenizer, image_encoder, genre_names=None,
                  n: int = 5, p: float = 0.9):
         super().__init__(name="title_generator_serving")
+        if POSTER_TEXT in decoder.input:
+            raise ValueError("this title generator reads poster text (generator.poster_text.enabled): its OCR runs "
+                             "outside TensorFlow, so it cannot be exported; use `python -m movietitles.generate`")
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n (titles per poster) must be a positive integer, got {n!r}")
         if not 0 < p <= 1:
