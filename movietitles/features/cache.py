@@ -33,6 +33,7 @@ def ids_fingerprint(ids: list[str]) -> str:
 
 @dataclass
 class FeatureCache:
+    suffix = ".npy"  # of chunk and merged files (a class attribute, not a dataclass field)
     directory: Path
     ids: list[str]
     chunk_size: int
@@ -56,8 +57,6 @@ class FeatureCache:
     @property
     def num_chunks(self) -> int:
         return (len(self.ids) + self.chunk_size - 1) // self.chunk_size
-
-    suffix = ".npy"
 
     @property
     def merged_path(self) -> Path:
@@ -86,19 +85,23 @@ class FeatureCache:
     def runtime_path(self, index: int) -> Path:
         return self.directory / "chunks" / f"{index:05d}.json"
 
-    def write_chunk(self, index: int, features: np.ndarray, runtime: dict | None = None) -> None:
+    def write_chunk(self, index: int, rows, runtime: dict | None = None) -> None:
+        rows = self._checked(index, rows)
+        # Before the chunk: a chunk file never exists without its record (a stale record is overwritten).
+        if runtime is not None:
+            atomic_write_text(self.runtime_path(index), json.dumps(runtime, sort_keys=True))
+        self._write(self.chunk_path(index), rows)
+
+    # How rows are stored: float arrays here; RecordCache (JSON records) overrides these five.
+    def _checked(self, index: int, features: np.ndarray) -> np.ndarray:
         rows = self.chunk_rows(index)
         expected = rows.stop - rows.start
         if features.ndim != 2 or features.shape[0] != expected:
             raise ValueError(f"chunk {index} of {self.directory}: expected {expected} rows, got shape {features.shape}")
         if not np.all(np.isfinite(features)):
             raise ValueError(f"chunk {index} of {self.directory}: the encoder produced non-finite values")
-        # Before the chunk: a chunk file never exists without its record (a stale record is overwritten).
-        if runtime is not None:
-            atomic_write_text(self.runtime_path(index), json.dumps(runtime, sort_keys=True))
-        self._write(self.chunk_path(index), features.astype(np.float32, copy=False))
+        return features.astype(np.float32, copy=False)
 
-    # How rows are stored: float arrays here; RecordCache (JSON records) overrides these four.
     def _read_chunk(self, index: int):
         return np.load(self.chunk_path(index))
 
@@ -168,14 +171,12 @@ class RecordCache(FeatureCache):
 
     suffix = ".jsonl"
 
-    def write_chunk(self, index: int, records: list, runtime: dict | None = None) -> None:
+    def _checked(self, index: int, records: list) -> list:
         rows = self.chunk_rows(index)
         if len(records) != rows.stop - rows.start:
             raise ValueError(f"chunk {index} of {self.directory}: expected {rows.stop - rows.start} records, "
                              f"got {len(records)}")
-        if runtime is not None:
-            atomic_write_text(self.runtime_path(index), json.dumps(runtime, sort_keys=True))
-        self._write(self.chunk_path(index), records)
+        return records
 
     def _read_chunk(self, index: int) -> list:
         return [json.loads(line) for line in self.chunk_path(index).read_text(encoding="utf-8").splitlines()]
