@@ -14,8 +14,9 @@ from movietitles.config import config_hash, with_overrides, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
-    RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_titles, swap_test)
-from movietitles.generator.data import poster_titles
+    RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_title_set, score_titles,
+    swap_test)
+from movietitles.generator.data import no_poster_text, poster_titles
 from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.generator.sampling import generate_titles
 from movietitles.io import atomic_write_text
@@ -48,8 +49,7 @@ def poster_conditions(title_set, seed: int, pad_id: int) -> dict:
 
 
 def _scores(run, title_set):
-    return score_titles(run.model, run.tokenizer, title_set.tokens, title_set.targets, title_set.poster,
-                        title_set.genres, poster_text=title_set.poster_text)
+    return score_title_set(run.model, run.tokenizer, title_set)
 
 
 def condition_perplexities(run, title_set, seed: int) -> dict[str, dict]:
@@ -197,7 +197,7 @@ def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     teacher = [run.tokenizer.teacher_forcing(run.tokenizer.encode(t)) for t in pairs["title"]]
     tokens, targets = [t for t, _ in teacher], [t for _, t in teacher]
     text = poster_text_of_files(run.config, run.tokenizer, paths)
-    no_text = None if text is None else np.where(np.arange(text.shape[1]) == 0, text, run.tokenizer.pad_id)
+    no_text = None if text is None else no_poster_text(text, run.tokenizer.pad_id)
     with_poster = score_titles(run.model, run.tokenizer, tokens, targets, posters, poster_text=text)
     zero = score_titles(run.model, run.tokenizer, tokens, targets, np.zeros_like(posters), poster_text=no_text)
     return pairs.assign(mean_log_likelihood=with_poster.mean_log_prob, pmi=with_poster.log_prob - zero.log_prob,

@@ -132,7 +132,8 @@ def _pair(title_set, titles: np.ndarray, posters: np.ndarray):
     return pairs
 
 
-def _score(model, tokenizer, title_set) -> TitleScores:
+def score_title_set(model, tokenizer, title_set) -> TitleScores:
+    """`score_titles` of a TitleSet: each title with its row's poster vector, genres and poster text."""
     return score_titles(model, tokenizer, title_set.tokens, title_set.targets, title_set.poster, title_set.genres,
                         poster_text=title_set.poster_text)
 
@@ -145,8 +146,8 @@ def made_up_title_ranking(model, tokenizer, title_set, n_candidates: int = 100, 
     posters, candidates = np.repeat(sets[:, 0], n_candidates), sets.ravel()
     # Row r: candidate title `candidates[r]` beside poster `posters[r]` (and that movie's genres).
     pairs = _pair(title_set, candidates, posters)
-    paired = _score(model, tokenizer, pairs)
-    zero = _score(model, tokenizer, pairs.without_posters(tokenizer.pad_id))
+    paired = score_title_set(model, tokenizer, pairs)
+    zero = score_title_set(model, tokenizer, pairs.without_posters(tokenizer.pad_id))
     shape = sets.shape
     by_ranker = {
         "mean log-likelihood per token": paired.mean_log_prob.reshape(shape),

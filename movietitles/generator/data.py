@@ -29,6 +29,13 @@ def title_characters(titles) -> np.ndarray:
     return np.array([len(str(t).strip()) for t in titles], np.int64)
 
 
+def no_poster_text(poster_text: np.ndarray, pad_id: int) -> np.ndarray:
+    """Poster-text ids with nothing read: the sentinel <s> of each row kept, every other position PAD."""
+    empty = np.full_like(poster_text, pad_id)
+    empty[:, 0] = poster_text[:, 0]
+    return empty
+
+
 @dataclass
 class TitleSet:
     """Movies with their poster vectors (zeros: no poster), genre vectors and teacher-forcing pairs."""
@@ -74,8 +81,7 @@ class TitleSet:
         empty = self.subset(np.arange(len(self)))
         empty.poster = np.zeros_like(self.poster)
         if self.poster_text is not None:
-            empty.poster_text = np.full_like(self.poster_text, pad_id)
-            empty.poster_text[:, 0] = self.poster_text[:, 0]  # the sentinel <s>
+            empty.poster_text = no_poster_text(self.poster_text, pad_id)
         return empty
 
 

@@ -49,7 +49,7 @@ def validation_nll(model: keras.Model, titles: TitleSet, tokenizer: TitleTokeniz
 
     Characters: the original title's, plus one for its end (the same text for every tokenizer).
     """
-    total, tokens, chars = 0.0, 0, 0
+    total, tokens = 0.0, 0
     for start in range(0, len(titles), batch_size):
         rows = slice(start, start + batch_size)
         targets = tokenizer.pad(titles.targets[rows])
@@ -58,8 +58,7 @@ def validation_nll(model: keras.Model, titles: TitleSet, tokenizer: TitleTokeniz
                                     targets, pad_id=tokenizer.pad_id, poster_text=text)
         total -= float(log_probs.sum(dtype=np.float64))
         tokens += int((targets != tokenizer.pad_id).sum())
-        chars += int((titles.characters[rows] + 1).sum())
-    return total, tokens, chars
+    return total, tokens, int((titles.characters + 1).sum())
 
 
 def shuffled_posters(titles: TitleSet, seed: int) -> TitleSet:
