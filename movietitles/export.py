@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
+from movietitles.cli import UserError, add_common_arguments, add_deprecated_flag, entry_point
 from movietitles.config import config_from_args
 from movietitles.models.genre_runs import GENRE_TASKS
 from movietitles.serving.genre import export_genre_models
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = config_from_args(args)
     if args.task == "generator":
-        exported = {"generator": export_title_generator(config, args.model_dir)}
+        try:
+            exported = {"generator": export_title_generator(config, args.model_dir)}
+        except ValueError as err:  # a run this exporter cannot serve (e.g. one that reads poster text)
+            raise UserError(str(err)) from None
     else:
         exported = export_genre_models(config, tuple(dict.fromkeys(args.models)), args.model_dir)
     for task, version_dir in exported.items():
