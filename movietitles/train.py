@@ -11,12 +11,13 @@ import sys
 
 from movietitles.cli import add_common_arguments, entry_point
 from movietitles.config import config_from_args, with_overrides
-from movietitles.features.ensure import ensure_features  # noqa: F401 (re-exported)
+from movietitles.features.ensure import ensure_features, ensure_prepared
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.log import setup_logging
 from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.generator import train_generator
 from movietitles.training.genre import GENRE_TASKS, train_genre_model
+from movietitles.training.text_finetune import ensure_finetuned_text_encoder
 
 TASK_INPUTS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER), "generator": (POSTER,)}
 
@@ -43,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generator model: {train_generator(config, fresh=args.fresh)}")
         return 0
     tasks = list(GENRE_TASKS) if args.task == "genres" else [args.task]
-    ensure_features(config, sorted({kind for task in tasks for kind in TASK_INPUTS[task]}))
+    kinds = sorted({kind for task in tasks for kind in TASK_INPUTS[task]})
+    if TITLE in kinds:  # encoders.text.finetune: the genre-fine-tuned encoder first (once), then its title features
+        ensure_prepared(config)
+        ensure_finetuned_text_encoder(config)
+    ensure_features(config, kinds)
     for task in tasks:
         run_dir = train_genre_model(config, task, strategy, args.fresh)
         print(f"{task} model: {run_dir}")

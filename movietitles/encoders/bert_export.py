@@ -172,14 +172,20 @@ def _save_atomically(module: tf.Module, target: Path, overwrite: bool, signature
     return True
 
 
+def save_bert_encoder(backbone, target: str | Path) -> Path:
+    """A keras-hub BertBackbone (e.g. fine-tuned) as a TF-Hub-style encoder SavedModel, written atomically."""
+    encoder = BertEncoderModule(backbone)
+    _save_atomically(encoder, Path(target), overwrite=True, signatures={"serving_default": encoder.__call__})
+    return Path(target)
+
+
 def export_minilm_hub_models(encoder_dir: str | Path, preprocess_dir: str | Path,
                              overwrite: bool = False) -> tuple[Path, Path]:
     """Write the MiniLM encoder and preprocess SavedModels; an existing folder is kept unless `overwrite`."""
     encoder_dir, preprocess_dir = Path(encoder_dir), Path(preprocess_dir)
     folder = minilm_folder()
     if overwrite or not encoder_dir.exists():
-        encoder = BertEncoderModule(load_minilm_backbone(folder))
-        _save_atomically(encoder, encoder_dir, overwrite, signatures={"serving_default": encoder.__call__})
+        save_bert_encoder(load_minilm_backbone(folder), encoder_dir)
     else:
         log.info("%s exists, keeping it", encoder_dir)
     if overwrite or not preprocess_dir.exists():
@@ -190,7 +196,8 @@ def export_minilm_hub_models(encoder_dir: str | Path, preprocess_dir: str | Path
     return encoder_dir, preprocess_dir
 
 
-def _is_default(handle: str, default: str) -> bool:
+def is_default_handle(handle, default: str) -> bool:
+    """Whether `handle` is the local folder `default` (relative paths from the current directory)."""
     return "://" not in str(handle) and Path(handle).resolve() == Path(default).resolve()
 
 
@@ -202,7 +209,7 @@ def ensure_default_text_models(cfg: dict) -> None:
     cfg = cfg.get("encoders", {}).get("text", cfg)
     handle, preprocess_handle = cfg["handle"], cfg["preprocess_handle"]
     missing = [h for h, default in ((handle, DEFAULT_ENCODER_DIR), (preprocess_handle, DEFAULT_PREPROCESS_DIR))
-               if _is_default(h, default) and not Path(h).exists()]
+               if is_default_handle(h, default) and not Path(h).exists()]
     if not missing:
         return
     log.warning("building the default text encoder SavedModels from the packaged MiniLM (once): %s",

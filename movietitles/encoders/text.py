@@ -15,9 +15,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR
+from movietitles.config import config_hash
+from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR, is_default_handle
 
 POOLINGS = ("mean", "cls", "pooled")
+FINETUNE_POOLINGS = ("mean", "cls")  # "pooled" reads a dense layer that fine-tuning does not train
+FINETUNE_DEFAULTS = {"layers": 0, "epochs": 3, "patience": 1, "learning_rate": 1e-4, "weight_decay": 0.01,
+                     "batch_size": 32, "dropout": 0.1}
 _ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 _GENERIC_PARTS = {"encoder", "preprocess", "saved_model", "savedmodel", "tensorflow2", "tensorflow", "models"}
 
@@ -48,12 +52,50 @@ def _handle_slug(handle: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", (named[-1] if named else "bert").lower()).strip("-.") or "bert"
 
 
+def finetune_settings(cfg: dict) -> dict | None:
+    """`cfg["finetune"]` (config["encoders"]["text"]) with defaults and checks, or None when it is off (layers 0)."""
+    settings = {**FINETUNE_DEFAULTS, **(cfg.get("finetune") or {})}
+    if not settings["layers"]:
+        return None
+    if not is_default_handle(cfg["handle"], DEFAULT_ENCODER_DIR):
+        raise ValueError(f"encoders.text.finetune fine-tunes the packaged MiniLM, but encoders.text.handle is "
+                         f"{cfg['handle']!r}: set encoders.text.finetune.layers=0 to use that encoder as it is")
+    pooling = cfg.get("pooling", "mean")
+    if pooling not in FINETUNE_POOLINGS:
+        raise ValueError(f"encoders.text.finetune needs encoders.text.pooling in {FINETUNE_POOLINGS}, got {pooling!r}")
+    if not (isinstance(settings["layers"], int) and 1 <= settings["layers"] <= 6):
+        raise ValueError(f"encoders.text.finetune.layers must be 0 (off) or 1..6 (MiniLM has 6), "
+                         f"got {settings['layers']!r}")
+    return {**settings, "pooling": pooling}
+
+
+def finetuned_encoder_dir(config: dict) -> Path:
+    """Where the genre-fine-tuned MiniLM of this config lives: named by everything that shapes it."""
+    text = config["encoders"]["text"]
+    genre = config["genre"]
+    shaping = {"finetune": finetune_settings(text), "preprocess": str(text["preprocess_handle"]), "seed": config["seed"],
+               "data": config["data"], "title_corpus": genre["title_corpus"], "max_pos_weight": genre["max_pos_weight"],
+               "thresholds": genre["thresholds"]}
+    return Path(text["handle"]).parent.parent / f"minilm-l6-v2-genres-{config_hash(shaping)}" / "encoder"
+
+
+def text_encoder_config(config: dict, must_exist: bool = True) -> dict:
+    """config["encoders"]["text"] as features, training and export use it: with `finetune` on, the handle is
+    the fine-tuned encoder, which `python -m movietitles.train` makes (an error names that command if it is missing)."""
+    cfg = config["encoders"]["text"]
+    if finetune_settings(cfg) is None:
+        return cfg
+    handle = finetuned_encoder_dir(config)
+    if must_exist and not handle.is_dir():
+        raise FileNotFoundError(f"no fine-tuned text encoder {handle} for this config (encoders.text.finetune): make it "
+                                f"with `python -m movietitles.train --task title` and the same --config/--set options")
+    return {**cfg, "handle": str(handle), "finetune": None}
+
+
 def text_cache_key(cfg: dict) -> str:
     """Filesystem-safe key unique to the (handle, preprocess_handle, pooling, normalize), e.g. "minilm-l6-v2-mean"."""
     handle, preprocess_handle = str(cfg["handle"]), str(cfg["preprocess_handle"])
-    is_default = all("://" not in h and Path(h).resolve() == Path(d).resolve()
-                     for h, d in ((handle, DEFAULT_ENCODER_DIR), (preprocess_handle, DEFAULT_PREPROCESS_DIR)))
-    if is_default:
+    if is_default_handle(handle, DEFAULT_ENCODER_DIR) and is_default_handle(preprocess_handle, DEFAULT_PREPROCESS_DIR):
         name = "minilm-l6-v2"
     else:
         digest = hashlib.sha1(f"{handle}\n{preprocess_handle}".encode()).hexdigest()[:8]

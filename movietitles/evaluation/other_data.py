@@ -40,8 +40,12 @@ def other_dataset_config(config: dict, data_root: str | Path) -> dict:
     root = Path(data_root).resolve()
     key = hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:10]
     prepared_dir = str(Path(config["data"]["prepared_dir"]).parent / f"eval-{root.name}-{key}")
+    from movietitles.encoders.text import text_encoder_config
+
+    # The encoders are those of the trained models: a genre-fine-tuned text encoder is pinned, not made anew.
     return with_overrides(config, {"data.root": str(data_root), "data.prepared_dir": prepared_dir,
-                                   "features.cache_dir": f"{prepared_dir}/features"})
+                                   "features.cache_dir": f"{prepared_dir}/features",
+                                   "encoders.text": text_encoder_config(config, must_exist=False)})
 
 
 def source_fingerprint(config: dict) -> dict:

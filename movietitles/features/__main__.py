@@ -14,6 +14,7 @@ from movietitles.cli import add_common_arguments, entry_point
 from movietitles.config import config_from_args, write_config
 from movietitles.log import setup_logging
 from movietitles.features.extract import KINDS, POSTER, TITLE, extract_features
+from movietitles.training.text_finetune import ensure_finetuned_text_encoder
 
 
 @entry_point
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--shard must be in [0, --num-shards={args.num_shards}), got {args.shard}")
     setup_logging()
     config = config_from_args(args)
+    if TITLE in args.kinds:
+        ensure_finetuned_text_encoder(config)  # encoders.text.finetune: the title features read the fine-tuned encoder
     for directory in extract_features(config, args.kinds, args.shard, args.num_shards).values():
         write_config(config, directory)
     return 0

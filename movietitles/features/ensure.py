@@ -12,9 +12,13 @@ from movietitles.features.extract import extract_features
 log = logging.getLogger(__name__)
 
 
-def ensure_features(config: dict, kinds) -> None:
+def ensure_prepared(config: dict) -> None:
     if not (Path(config["data"]["prepared_dir"]) / "movies.csv").exists():
         log.info("no prepared dataset in %s: preparing it from %s",
                  config["data"]["prepared_dir"], config["data"]["root"])
         print("\n".join(prepare(config).lines()))
+
+
+def ensure_features(config: dict, kinds) -> None:
+    ensure_prepared(config)
     extract_features(config, kinds)

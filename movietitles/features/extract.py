@@ -105,9 +105,9 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
     directories = {}
     if TITLE in kinds:
         from movietitles.encoders.bert_export import ensure_default_text_models
-        from movietitles.encoders.text import build_text_encoder
+        from movietitles.encoders.text import build_text_encoder, text_encoder_config
 
-        text_cfg = config["encoders"]["text"]
+        text_cfg = text_encoder_config(config)
         ensure_default_text_models(text_cfg)
         encoder = build_text_encoder(text_cfg)
         rows = title_rows(prepared.movies)

@@ -15,9 +15,9 @@ from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE, open_cache,
 
 def cache_key(config: dict, kind: str) -> str:
     if kind == TITLE:
-        from movietitles.encoders.text import text_cache_key
+        from movietitles.encoders.text import text_cache_key, text_encoder_config
 
-        return text_cache_key(config["encoders"]["text"])
+        return text_cache_key(text_encoder_config(config, must_exist=False))
     if kind == POSTER_TEXT:
         from movietitles.encoders.ocr import poster_text_cache_key
 

@@ -294,10 +294,10 @@ def export_genre_models(config: dict, tasks=tuple(GENRE_TASKS), out_dir: str | P
     kinds = {kind for task in tasks for kind in GENRE_TASKS[task]}
     if TITLE in kinds and text_encoder is None:
         from movietitles.encoders.bert_export import ensure_default_text_models
-        from movietitles.encoders.text import build_text_encoder
+        from movietitles.encoders.text import build_text_encoder, text_encoder_config
 
         ensure_default_text_models(config["encoders"]["text"])
-        text_encoder = build_text_encoder(config["encoders"]["text"])
+        text_encoder = build_text_encoder(text_encoder_config(config))
     if POSTER in kinds and image_encoder is None:
         from movietitles.encoders.image import build_image_encoder
 

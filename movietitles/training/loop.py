@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 MONITORS = ("val_oos_macro_f1", "val_tuned_macro_f1", "val_macro_f1", "val_micro_f1")
 
 
+def seed_states(model: keras.Model) -> list:
+    """The dropout layers' random-seed variables, which tf.train.Checkpoint(model=...) leaves out: checkpointed
+    beside the model, a resumed run draws the same dropout masks as an uninterrupted one."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
 def check_monitor(monitor: str) -> str:
     if monitor not in MONITORS:
         raise ValueError(f"genre.monitor: unsupported early-stopping score {monitor!r}; choose one of {MONITORS}")
@@ -102,7 +108,7 @@ def train_loop(
         best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
         optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best_f1=best_f1,
-                                     best_epoch=best_epoch)
+                                     best_epoch=best_epoch, seed_states=seed_states(model))
     manager = tf.train.CheckpointManager(checkpoint, str(out_dir / "backup"), max_to_keep=1)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
