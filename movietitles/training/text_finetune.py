@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     settings = finetune_settings(config["encoders"]["text"])
     if settings is None:
         return None
+    if not (isinstance(settings["epochs"], int) and settings["epochs"] >= 1):
+        raise ValueError(f"encoders.text.finetune.epochs must be a positive integer, got {settings['epochs']!r}")
     target = finetuned_encoder_dir(config)
     if target.exists():
         return target
@@ -205,6 +208,8 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
                "best_val_oos_macro_f1": float(best_score.numpy()), "history": history,
                "seconds_in_last_session": round(time.time() - started, 1), "encoder": str(target)}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+    for checkpoints in ("backup", "best"):  # the encoder holds the best weights now
+        shutil.rmtree(run_dir / checkpoints, ignore_errors=True)
     log.info("fine-tuned text encoder: %s (best epoch %d, validation out-of-sample macro-F1 %.4f)",
              target, summary["best_epoch"], summary["best_val_oos_macro_f1"])
     return target
