@@ -31,7 +31,8 @@ def workdir(tmp_path_factory, minilm_hub_dirs):
 def finetune_config(tiny_config, tmp_path, **finetune):
     return with_overrides(tiny_config, {
         "encoders.text.handle": DEFAULT_ENCODER_DIR, "encoders.text.preprocess_handle": DEFAULT_PREPROCESS_DIR,
-        "encoders.text.finetune": {**FINETUNE, **finetune}, "genre.runs_dir": str(tmp_path / "runs")})
+        **{f"encoders.text.finetune.{key}": value for key, value in {**FINETUNE, **finetune}.items()},
+        "genre.runs_dir": str(tmp_path / "runs")})
 
 
 def variables_by_name(saved_model_dir) -> dict[str, np.ndarray]:

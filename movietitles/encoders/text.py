@@ -20,8 +20,6 @@ from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPRO
 
 POOLINGS = ("mean", "cls", "pooled")
 FINETUNE_POOLINGS = ("mean", "cls")  # "pooled" reads a dense layer that fine-tuning does not train
-FINETUNE_DEFAULTS = {"layers": 0, "epochs": 3, "patience": 1, "learning_rate": 1e-4, "weight_decay": 0.01,
-                     "batch_size": 32, "dropout": 0.1}
 _ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 _GENERIC_PARTS = {"encoder", "preprocess", "saved_model", "savedmodel", "tensorflow2", "tensorflow", "models"}
 
@@ -53,9 +51,9 @@ def _handle_slug(handle: str) -> str:
 
 
 def finetune_settings(cfg: dict) -> dict | None:
-    """`cfg["finetune"]` (config["encoders"]["text"]) with defaults and checks, or None when it is off (layers 0)."""
-    settings = {**FINETUNE_DEFAULTS, **(cfg.get("finetune") or {})}
-    if not settings["layers"]:
+    """`cfg["finetune"]` (config["encoders"]["text"]; see configs/default.yaml), checked, or None when it is off."""
+    settings = dict(cfg.get("finetune") or {})
+    if not settings.get("layers"):
         return None
     if not is_default_handle(cfg["handle"], DEFAULT_ENCODER_DIR):
         raise ValueError(f"encoders.text.finetune fine-tunes the packaged MiniLM, but encoders.text.handle is "

@@ -35,7 +35,7 @@ from movietitles.training.loop import seed_states
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "finetune_summary.json"
-MAX_TOKENS = 32  # titles are ~6 word pieces; longer ones (none in MovieLens) are cut
+MAX_TOKENS = 32  # titles are ~6 word pieces; longer ones (under 0.01% of MovieLens titles) are cut in training
 
 
 class TokenStates:
