@@ -91,6 +91,9 @@ def test_features_and_the_cache_key_follow_the_finetuned_encoder(finetuned, work
     key = cache_key(config, "title")
     assert key.startswith(folder.parent.name) and key != cache_key(with_overrides(config, {
         "encoders.text.finetune.layers": 0}), "title")
+    # Ensemble members (seed, seed + 1, ...) read the one encoder; its own seed makes another.
+    assert cache_key(with_overrides(config, {"seed": config["seed"] + 1}), "title") == key
+    assert cache_key(with_overrides(config, {"encoders.text.finetune.seed": 7}), "title") != key
     # Another dataset is embedded with the same fine-tuned encoder, not one fine-tuned on it.
     other = other_dataset_config(config, workdir / "elsewhere")
     assert other["encoders"]["text"]["handle"] == str(Path(DEFAULT_ENCODER_DIR).parent.parent / folder.parent.name

@@ -71,8 +71,7 @@ def finetuned_encoder_dir(config: dict) -> Path:
     """Where the genre-fine-tuned MiniLM of this config lives: named by everything that shapes it."""
     text = config["encoders"]["text"]
     genre = config["genre"]
-    shaping = {"finetune": finetune_settings(text), "preprocess": str(text["preprocess_handle"]), "seed": config["seed"],
-               "data": config["data"], "title_corpus": genre["title_corpus"], "max_pos_weight": genre["max_pos_weight"],
+    shaping = {"finetune": finetune_settings(text), "preprocess": str(text["preprocess_handle"]), "data": config["data"], "title_corpus": genre["title_corpus"], "max_pos_weight": genre["max_pos_weight"],
                "thresholds": genre["thresholds"]}
     return Path(text["handle"]).parent.parent / f"minilm-l6-v2-genres-{config_hash(shaping)}" / "encoder"
 

@@ -131,7 +131,7 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     run_dir = target.parent
     run_dir.mkdir(parents=True, exist_ok=True)
     gcfg = config["genre"]
-    keras.utils.set_random_seed(config["seed"])
+    keras.utils.set_random_seed(settings["seed"])
     # The title model's training movies (the title corpus too, if it uses it); the evaluation's validation movies.
     train = load_split(config, "train", (), require_poster=not gcfg["title_corpus"])
     val = load_split(config, "validation", (), require_poster=True)
@@ -176,7 +176,7 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
         e = int(epoch.numpy())
         if best_epoch.numpy() >= 0 and e - int(best_epoch.numpy()) > settings["patience"]:
             break
-        rng = np.random.default_rng(config["seed"] + e)
+        rng = np.random.default_rng(settings["seed"] + e)
         progress = keras.utils.Progbar(len(train_states), unit_name="title")
         total = steps = 0
         for rows, states, mask in train_states.batches(settings["batch_size"], rng):
@@ -184,7 +184,7 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
             steps += 1
             progress.add(len(rows), values=[("loss", total / steps)])
         score = out_of_sample_f1(val.labels, scores_of(logits_model, val_states), tcfg["strategy"], tcfg["repeats"],
-                                 config["seed"], shrinkage=tcfg["shrinkage"])
+                                 settings["seed"], shrinkage=tcfg["shrinkage"])
         history.append({"epoch": e + 1, "loss": total / max(steps, 1), **{f"val_oos_{k}": v for k, v in score.items()}})
         with writer.as_default(step=e):
             tf.summary.scalar("finetune/loss", total / max(steps, 1))
