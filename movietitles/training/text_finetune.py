@@ -90,11 +90,9 @@ def frozen_states(backbone, preprocess, titles: list[str], frozen_layers: int, b
     return TokenStates(states)
 
 
-def genre_head_model(backbone, frozen_layers: int, n_genres: int, pooling: str, dropout: float):
-    """Frozen states + mask -> the top transformer layers (shared with `backbone`) -> pooled -> genre logits.
-
-    Returns (logits model, pooled model): the pooled output is what the exported encoder embeds.
-    """
+def genre_head_model(backbone, frozen_layers: int, n_genres: int, pooling: str, dropout: float) -> keras.Model:
+    """Frozen states + mask -> the top transformer layers (shared with `backbone`, so training them trains it)
+    -> pooled as the text encoder pools -> genre logits."""
     states = keras.Input((None, backbone.hidden_dim), name="states")
     mask = keras.Input((None,), dtype="int32", name="mask")
     x = states
@@ -106,7 +104,7 @@ def genre_head_model(backbone, frozen_layers: int, n_genres: int, pooling: str, 
     else:
         pooled = x[:, 0]
     logits = keras.layers.Dense(n_genres, name="genre_logits")(keras.layers.Dropout(dropout)(pooled))
-    return keras.Model([states, mask], logits), keras.Model([states, mask], pooled)
+    return keras.Model([states, mask], logits)
 
 
 def scores_of(model, states: TokenStates, batch_size: int = 512) -> np.ndarray:
@@ -143,7 +141,7 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
              settings["layers"], n_layers, len(train), len(val))
     train_states = frozen_states(backbone, preprocess, train.movies["title"].tolist(), frozen)
     val_states = frozen_states(backbone, preprocess, val.movies["title"].tolist(), frozen)
-    logits_model, _ = genre_head_model(backbone, frozen, len(train.genres), settings["pooling"], settings["dropout"])
+    logits_model = genre_head_model(backbone, frozen, len(train.genres), settings["pooling"], settings["dropout"])
     pos_weight = tf.constant(positive_weights(train.labels, gcfg["max_pos_weight"]))
     optimizer = keras.optimizers.AdamW(settings["learning_rate"], weight_decay=settings["weight_decay"])
     optimizer.build(logits_model.trainable_variables)
