@@ -17,15 +17,18 @@ from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPRO
 FINETUNE = {"layers": 1, "epochs": 2, "patience": 5, "batch_size": 8}
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, minilm_hub_dirs):
-    """A folder whose saved_models/hub holds the default MiniLM pair (links), to run from: fine-tuning starts
-    from the default encoder and writes beside it."""
-    work = tmp_path_factory.mktemp("finetune-work")
+def link_default_minilm(work: Path, minilm_hub_dirs) -> Path:
+    """`work`, with the default MiniLM pair linked into its saved_models/hub: fine-tuning starts from the
+    default encoder and writes beside it, so the tests run from such a folder."""
     for source, default in zip(minilm_hub_dirs, (DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR)):
         (work / default).parent.mkdir(parents=True, exist_ok=True)
         (work / default).symlink_to(Path(source).resolve(), target_is_directory=True)
     return work
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, minilm_hub_dirs):
+    return link_default_minilm(tmp_path_factory.mktemp("finetune-work"), minilm_hub_dirs)
 
 
 def finetune_config(tiny_config, tmp_path, **finetune):
@@ -135,8 +138,9 @@ def test_train_then_export_serve_the_finetuned_encoder_in_a_fresh_process(finetu
                               timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
     check = f"""
-import json, sys, numpy as np, tensorflow as tf, tensorflow_text, keras
+import glob, json
 import movietitles
+import numpy as np, tensorflow as tf, tensorflow_text
 from movietitles.config import load_config
 from movietitles.features.pipeline import load_split
 from movietitles.models.genre_runs import finished_run, load_genre_run, model_inputs, predict_scores
@@ -144,7 +148,7 @@ config = load_config({str(config_file)!r})
 val = load_split(config, "validation", ("title",))
 model, _, _ = load_genre_run(finished_run(config, "title"))
 expected = predict_scores(model, model_inputs(model, val))
-served = tf.saved_model.load(sorted(__import__("glob").glob({str(tmp_path / "export" / "genre_title" / "*")!r}))[-1])
+served = tf.saved_model.load(sorted(glob.glob({str(tmp_path / "export" / "genre_title" / "*")!r}))[-1])
 titles = tf.constant(val.movies["title"].tolist())
 got = served.signatures["serving_default"](title=titles)["probabilities"].numpy()
 print(json.dumps({{"max_diff": float(np.abs(got - expected).max()), "rows": len(val)}}))
@@ -169,10 +173,7 @@ def test_a_killed_finetuning_resumes_and_ends_as_an_uninterrupted_one(tiny_confi
     features = ["movietitles.features", "--kinds", "title", "--config", str(config_file)]
     summaries = []
     for kill_at in (None, "checkpoint:2"):
-        work = tmp_path_factory.mktemp("finetune-crash")
-        for source, default in zip(minilm_hub_dirs, (DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR)):
-            (work / default).parent.mkdir(parents=True, exist_ok=True)
-            (work / default).symlink_to(Path(source).resolve(), target_is_directory=True)
+        work = link_default_minilm(tmp_path_factory.mktemp("finetune-crash"), minilm_hub_dirs)
         if kill_at:  # epoch 1 saves the best and the latest checkpoint; the kill follows the second save
             killed = subprocess.run([sys.executable, "-c", KILLED_AT, kill_at, *features], cwd=work, env=env,
                                     capture_output=True, text=True, timeout=600)
