@@ -77,7 +77,7 @@ def main() -> int:
                 lo, hi = percentile_interval(diff)
                 row[f"test {metric.replace('_f1', '-F1')} vs {task} row 1"] = (
                     f"{point[metric][0] - base_point[metric][0]:+.3f} [{lo:+.3f}, {hi:+.3f}], "
-                    f"p {two_sided_p_value(diff):.2f}")
+                    f"p {two_sided_p_value(diff):.3f}")
         else:
             first_of_task[task] = (point, resampled)
         rows.append(row)
