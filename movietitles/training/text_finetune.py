@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from movietitles.config import write_config
-from movietitles.encoders.bert_export import load_minilm_backbone, save_bert_encoder
+from movietitles.encoders.bert_export import ensure_default_text_models, load_minilm_backbone, save_bert_encoder
 from movietitles.encoders.text import finetune_settings, finetuned_encoder_dir, load_hub_model
 from movietitles.evaluation.thresholds import out_of_sample_f1
 from movietitles.features.pipeline import load_split
@@ -129,6 +129,8 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     run_dir = target.parent
     run_dir.mkdir(parents=True, exist_ok=True)
     gcfg = config["genre"]
+    # On a fresh machine the default preprocessor is built first, before the seed (building draws random numbers).
+    ensure_default_text_models(config["encoders"]["text"])
     keras.utils.set_random_seed(settings["seed"])
     # The title model's training movies (the title corpus too, if it uses it); the evaluation's validation movies.
     train = load_split(config, "train", (), require_poster=not gcfg["title_corpus"])
