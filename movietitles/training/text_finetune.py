@@ -167,7 +167,8 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
         tf.train.Checkpoint(**state).restore(latest.latest_checkpoint)
         log.info("resuming the fine-tuning at epoch %d", int(epoch.numpy()))
     history_path = run_dir / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.exists() and int(epoch.numpy()) else []
+    # Written before the checkpoint: a kill between the two leaves one epoch more here, which runs again.
+    history = json.loads(history_path.read_text())[:int(epoch.numpy())] if history_path.exists() else []
     labels = train.labels.astype(np.float32)
     writer = tf.summary.create_file_writer(str(run_dir / "logs"))
     tcfg = gcfg["thresholds"]
@@ -183,18 +184,19 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
             total += float(train_step(states, mask, labels[rows]))
             steps += 1
             progress.add(len(rows), values=[("loss", total / steps)])
+        loss = total / max(steps, 1)
         score = out_of_sample_f1(val.labels, scores_of(logits_model, val_states), tcfg["strategy"], tcfg["repeats"],
                                  settings["seed"], shrinkage=tcfg["shrinkage"])
-        history.append({"epoch": e + 1, "loss": total / max(steps, 1), **{f"val_oos_{k}": v for k, v in score.items()}})
+        history.append({"epoch": e + 1, "loss": loss, **{f"val_oos_{k}": v for k, v in score.items()}})
         with writer.as_default(step=e):
-            tf.summary.scalar("finetune/loss", total / max(steps, 1))
+            tf.summary.scalar("finetune/loss", loss)
             tf.summary.scalar("finetune/val_oos_macro_f1", score["macro_f1"])
         improved = score["macro_f1"] > float(best_score.numpy())
         if improved:
             best_score.assign(score["macro_f1"])
             best_epoch.assign(e)
             best.save()
-        print(f"fine-tuning epoch {e + 1}/{settings['epochs']}: loss {total / max(steps, 1):.4f}, "
+        print(f"fine-tuning epoch {e + 1}/{settings['epochs']}: loss {loss:.4f}, "
               f"validation out-of-sample macro-F1 {score['macro_f1']:.4f}" + (" (best)" if improved else ""), flush=True)
         epoch.assign(e + 1)
         atomic_write_text(history_path, json.dumps(history, indent=2))
