@@ -12,6 +12,7 @@ import re
 import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -48,6 +49,15 @@ def _handle_slug(handle: str) -> str:
     parts = [p for p in re.split(r"[/\\]+", str(handle).split("://")[-1].rstrip("/")) if p]
     named = [p for p in parts if not p.isdigit() and p.lower() not in _GENERIC_PARTS]
     return re.sub(r"[^a-z0-9._-]+", "-", (named[-1] if named else "bert").lower()).strip("-.") or "bert"
+
+
+def pool_tokens(sequence, mask, pooling: str):
+    """[B, L, D] token states -> [B, D]: `mean` over unmasked tokens or `cls` (the first token), with Keras ops,
+    so the encoder (TensorFlow tensors) and the fine-tuning head (a Keras graph) pool the same way."""
+    if pooling == "mean":
+        weights = keras.ops.cast(mask, sequence.dtype)[:, :, None]
+        return keras.ops.sum(sequence * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+    return sequence[:, 0]
 
 
 def finetune_settings(cfg: dict) -> dict | None:
@@ -128,14 +138,8 @@ class TextEncoder:
         TensorFlow ops: it runs eagerly, or inside a tf.function such as a serving signature."""
         out = self.encoder({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids})
         out = {k: v for k, v in out.items() if isinstance(v, tf.Tensor)}  # TF-Hub BERTs add a list of layers
-        if self.pooling == "mean":
-            weights = tf.cast(mask, out["sequence_output"].dtype)[:, :, None]
-            emb = tf.reduce_sum(out["sequence_output"] * weights, axis=1) / tf.maximum(
-                tf.reduce_sum(weights, axis=1), 1.0)
-        elif self.pooling == "cls":
-            emb = out["sequence_output"][:, 0]
-        else:
-            emb = out["pooled_output"]
+        emb = out["pooled_output"] if self.pooling == "pooled" else pool_tokens(out["sequence_output"], mask,
+                                                                                  self.pooling)
         if self.normalize:
             emb = tf.math.l2_normalize(emb, axis=-1)
         out["embedding"] = tf.cast(emb, tf.float32)

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from movietitles.config import write_config
 from movietitles.encoders.bert_export import ensure_default_text_models, load_minilm_backbone, save_bert_encoder
-from movietitles.encoders.text import finetune_settings, finetuned_encoder_dir, load_hub_model
+from movietitles.encoders.text import finetune_settings, finetuned_encoder_dir, load_hub_model, pool_tokens
 from movietitles.evaluation.thresholds import out_of_sample_f1
 from movietitles.features.pipeline import load_split
 from movietitles.io import atomic_write_text
@@ -98,11 +98,7 @@ def genre_head_model(backbone, frozen_layers: int, n_genres: int, pooling: str, 
     x = states
     for layer in backbone.transformer_layers[frozen_layers:]:
         x = layer(x, padding_mask=mask)
-    if pooling == "mean":
-        weights = keras.ops.cast(mask, x.dtype)[:, :, None]
-        pooled = keras.ops.sum(x * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
-    else:
-        pooled = x[:, 0]
+    pooled = pool_tokens(x, mask, pooling)
     logits = keras.layers.Dense(n_genres, name="genre_logits")(keras.layers.Dropout(dropout)(pooled))
     return keras.Model([states, mask], logits)
 
