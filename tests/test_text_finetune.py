@@ -117,6 +117,7 @@ def test_a_missing_finetuned_encoder_names_the_command_that_makes_it(tiny_config
     ({"encoders.text.handle": "https://tfhub.dev/some/bert/4"}, "fine-tunes the packaged MiniLM"),
     ({"encoders.text.pooling": "pooled"}, "pooling"),
     ({"encoders.text.finetune.layers": 7}, "1..6"),
+    ({"encoders.text.finetune.epochs": 0}, "epochs must be a positive integer"),
 ])
 def test_bad_finetune_settings_are_refused_by_name(tiny_config, tmp_path, override, message):
     from movietitles.encoders.text import text_encoder_config

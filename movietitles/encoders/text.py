@@ -74,6 +74,8 @@ def finetune_settings(cfg: dict) -> dict | None:
     if not (isinstance(settings["layers"], int) and 1 <= settings["layers"] <= 6):
         raise ValueError(f"encoders.text.finetune.layers must be 0 (off) or 1..6 (MiniLM has 6), "
                          f"got {settings['layers']!r}")
+    if not (isinstance(settings["epochs"], int) and settings["epochs"] >= 1):
+        raise ValueError(f"encoders.text.finetune.epochs must be a positive integer, got {settings['epochs']!r}")
     return {**settings, "pooling": pooling}
 
 

@@ -104,11 +104,10 @@ def genre_head_model(backbone, frozen_layers: int, n_genres: int, pooling: str, 
 
 
 def scores_of(model, states: TokenStates, batch_size: int = 512) -> np.ndarray:
-    out = None
+    """Genre probabilities [N, G] in the titles' order."""
+    out = np.zeros((len(states), model.output_shape[-1]), np.float32)
     for rows, x, mask in states.batches(batch_size):
-        probs = keras.ops.convert_to_numpy(tf.sigmoid(model([x, mask], training=False)))
-        out = np.zeros((len(states), probs.shape[1]), np.float32) if out is None else out
-        out[rows] = probs
+        out[rows] = keras.ops.convert_to_numpy(tf.sigmoid(model([x, mask], training=False)))
     return out
 
 
@@ -117,8 +116,6 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     settings = finetune_settings(config["encoders"]["text"])
     if settings is None:
         return None
-    if not (isinstance(settings["epochs"], int) and settings["epochs"] >= 1):
-        raise ValueError(f"encoders.text.finetune.epochs must be a positive integer, got {settings['epochs']!r}")
     target = finetuned_encoder_dir(config)
     if target.exists():
         return target
