@@ -295,4 +295,6 @@ def generator_hparams(config: dict) -> dict:
     return {"task": "generator", "image_encoder": encoders["image"]["name"], "resize": encoders["image"]["resize"],
             "bpemb": f"{bpemb['lang']} vs{bpemb['vs']} d{bpemb['dim']}", "seed": config["seed"],
             **{k: gcfg[k] for k in keys},
-            "predicted_genres": bool(gcfg.get("predicted_genres"))}  # absent from configs written before it
+            # absent from configs written before them
+            "predicted_genres": bool(gcfg.get("predicted_genres")),
+            "poster_attention": bool((gcfg.get("poster_attention") or {}).get("enabled"))}

@@ -370,3 +370,70 @@ def test_generate_reads_the_whole_sampling_section_of_the_config(gen_config, gen
     assert len(lines) == 2 and len(set(lines)) == 1  # n and sampler from the YAML
     assert generate.main(["--config", str(config_file), "--poster", str(image), "--n", "3"]) == 0
     assert len([line for line in capsys.readouterr().out.splitlines() if line]) == 3  # the command line wins
+
+
+# A seeded request to an exported title generator, in a fresh interpreter: argv = version dir, poster files...
+SEEDED_EXPORT_REQUEST = r"""
+import json, sys
+from pathlib import Path
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+posters = [Path(p).read_bytes() for p in sys.argv[2:]]
+out = serve(poster=tf.constant(posters), temperature=tf.fill([len(posters)], 0.7), seed=tf.constant(5, tf.int64))
+print(json.dumps([[t.decode() for t in row] for row in out["titles"].numpy()]))
+"""
+
+
+def test_poster_attention_attends_over_the_feature_map_and_serves_from_poster_files(gen_config, tmp_path, capsys):
+    """`generator.poster_attention` with `encoders.image.pooling: grid`: the cached feature is the pooled vector
+    then Lite0's 7x7x320 last-block map; the decoder attends over that map; the export, loaded in a fresh process,
+    gives `generate`'s titles for the same poster files and seed."""
+    import subprocess
+    import sys
+
+    from movietitles import generate, train
+    from movietitles.encoders.image import build_image_encoder, grid_layout
+    from movietitles.features.pipeline import load_split
+    from movietitles.features.poster_files import embed_poster_files
+    from movietitles.serving.generator import export_title_generator
+
+    config = with_overrides(gen_config, {"generator.poster_attention.enabled": True, "generator.warmup_epochs": 1,
+                                         "generator.epochs": 1, "genre.runs_dir": str(tmp_path / "runs")})
+    with pytest.raises(ValueError, match="poster_attention needs poster features with a feature map "
+                                         "\\(encoders.image.pooling: grid\\); these are 2024-d"):
+        train_generator(config)
+    config = with_overrides(config, {"encoders.image.pooling": "grid"})
+    assert grid_layout(config["encoders"]["image"]) == (2024, 49, 320)
+    assert train.main(["--config", str(write_config(config, tmp_path)), "--task", "generator"]) == 0  # caches grid
+
+    grid = load_split(config, "test", ("poster",), labelled_only=False)
+    pooled = load_split(gen_config, "test", ("poster",), labelled_only=False)
+    assert grid.inputs["poster"].shape == (len(pooled), 2024 + 49 * 320)
+    np.testing.assert_allclose(grid.inputs["poster"][:, :2024], pooled.inputs["poster"], rtol=1e-5, atol=1e-5)
+    # The map part is the network's last block, cell by cell (row-major), before its head convolution.
+    encoder = build_image_encoder(config["encoders"]["image"])
+    block = keras.Model(encoder.model.input, encoder.model.get_layer("head_conv").input)
+    files = grid.movies["poster"].tolist()[:2]
+    images = tf.stack([encoder.preprocess(tf.io.read_file(f)) for f in files])
+    np.testing.assert_allclose(grid.inputs["poster"][:2, 2024:].reshape(2, 7, 7, 320),
+                               block(images, training=False).numpy(), rtol=1e-4, atol=1e-4)
+
+    run = load_generator_run(run_directory(config))
+    assert run.model.input["poster"].shape[-1] == 2024 + 49 * 320
+    assert {"poster_grid", "grid_attention"} <= {layer.name for layer in run.model.layers}
+    # Only the map changes: the decoder still answers differently.
+    poster = grid.inputs["poster"][:4]
+    tokens = np.zeros((4, 3), np.int32) + run.tokenizer.bos_id
+    no_map = poster.copy()
+    no_map[:, 2024:] = 0.0
+    assert np.abs(run.model({"poster": poster, "tokens": tokens}).numpy()
+                  - run.model({"poster": no_map, "tokens": tokens}).numpy()).max() > 1e-4
+
+    version_dir = export_title_generator(config, tmp_path / "saved_models", n=2)
+    done = subprocess.run([sys.executable, "-c", SEEDED_EXPORT_REQUEST, str(version_dir), *files], check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    vectors = embed_poster_files(config["encoders"]["image"], files)
+    assert json.loads(done.stdout.splitlines()[-1]) == generate.generate_titles(
+        run, vectors, n=2, sampler="top_p", temperature=0.7, seed=5, p=config["generator"]["sampling"]["p"])

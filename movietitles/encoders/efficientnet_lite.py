@@ -51,9 +51,23 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
     return int(rounded)
 
 
-POOLINGS = ("head", "multi_depth")
+POOLINGS = ("head", "multi_depth", "grid")
 # multi_depth: the average-pooled outputs of the last block of these stages, beside the head's.
+# grid: multi_depth, then the last block's whole feature map (S x S cells, flattened) for spatial attention.
 MULTI_DEPTH_STAGES = (2, 3, 4, 5, 6)
+
+
+def grid_layout(variant: str, image_size: int | None = None) -> tuple[int, int, int]:
+    """(pooled size, cells, channels) of `pooling="grid"` features: the multi_depth vector, then the last
+    block's [cells, channels] feature map row by row (7 x 7 x 320 for Lite0 at 224)."""
+    _check_variant(variant)
+    width = _SCALING[variant][0]
+    pooled = FEATURE_DIM + sum(_round_filters(_STAGES[s][5], width) for s in MULTI_DEPTH_STAGES)
+    side = image_size or NATIVE_IMAGE_SIZE[variant]
+    for stride in (s[2] for s in _STAGES):  # "same" padding: ceil at each stride-2 stage (and the stem)
+        side = math.ceil(side / stride)
+    side = math.ceil(side / 2)
+    return pooled, side * side, _round_filters(_STAGES[-1][5], width)
 
 
 def _stage_ends(variant: str) -> list[int]:
@@ -133,6 +147,7 @@ def build_efficientnet_lite(variant: str = "lite0", include_top: bool = False, w
     else any size); output the global-average-pooled 1280-d feature, or the 1000 ImageNet
     logits when `include_top`. `pooling="multi_depth"` appends the average-pooled outputs of
     stages 2-6 (colour, texture and layout live below the ImageNet-class layer): 1280 + 744 = 2024-d for Lite0.
+    `pooling="grid"` appends to those the last block's feature map, flattened (`grid_layout`).
     """
     _check_variant(variant)
     if pooling not in POOLINGS or (include_top and pooling != "head"):
@@ -151,12 +166,15 @@ def build_efficientnet_lite(variant: str = "lite0", include_top: bool = False, w
                             depthwise=True)
         h = builder.conv_bn(h, f"block{i}_project", p + "_project_conv.weight", p + "_bn2", out_f, 1, relu6=False)
         x = layers.Add(name=f"block{i}_add")([h, x]) if stride == 1 and in_f == out_f else h
-        if pooling == "multi_depth" and i in stage_ends:
+        if pooling in ("multi_depth", "grid") and i in stage_ends:
             pooled.append(layers.GlobalAveragePooling2D(name=f"stage{stage_ends[i]}_avg_pool")(x))
+    last_block = x
     x = builder.conv_bn(x, "head_conv", "_conv_head.weight", "_bn1", FEATURE_DIM, 1)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if pooled:
         x = layers.Concatenate(name="multi_depth")([x, *pooled])
+    if pooling == "grid":
+        x = layers.Concatenate(name="multi_depth_and_grid")([x, layers.Flatten(name="grid")(last_block)])
     if include_top:
         x = layers.Dense(1000, name="predictions")(x)
     model = keras.Model(inputs, x, name=f"efficientnet_{variant}")

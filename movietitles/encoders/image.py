@@ -307,8 +307,20 @@ def _settings(cfg: dict) -> tuple[str, str, int]:
     pooling = cfg.get("pooling", "head")
     if pooling not in efficientnet_lite.POOLINGS or (pooling != "head" and name == "resnet50"):
         raise ValueError(f"encoders.image.pooling: {pooling!r} is not one of {efficientnet_lite.POOLINGS} "
-                         "(multi_depth is for efficientnet_lite* encoders)")
+                         "(multi_depth and grid are for efficientnet_lite* encoders)")
+    if pooling == "grid" and cfg.get("flip_average"):
+        raise ValueError("encoders.image.flip_average cannot be combined with pooling: grid (the mirror image's "
+                         "feature map is not the poster's)")
     return name, resize, size
+
+
+def grid_layout(cfg: dict) -> tuple[int, int, int] | None:
+    """(pooled size, cells, channels) of the features of `pooling: grid` (see efficientnet_lite.grid_layout);
+    None for the other poolings."""
+    name, _, size = _settings(cfg)
+    if cfg.get("pooling", "head") != "grid":
+        return None
+    return efficientnet_lite.grid_layout(name.removeprefix("efficientnet_"), size)
 
 
 def size_limits(cfg: dict) -> tuple[int, int]:

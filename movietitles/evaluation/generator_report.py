@@ -213,6 +213,8 @@ CONDITIONING_VARIANTS = {
     "poster vector + predicted genres": {"generator.predicted_genres": True},
     "text-masked poster vector": {"encoders.image.view": "text_masked"},
     "poster vector, 2 GRU layers": {"generator.gru_layers": 2},
+    "poster vector + attention over its feature map": {"encoders.image.pooling": "grid",
+                                                       "generator.poster_attention.enabled": True},
     "poster text only (OCR, copy)": {"generator.poster_injection": "none", "generator.poster_text.enabled": True},
     "poster vector + text (OCR, copy)": {"generator.poster_injection": "par_inject",
                                          "generator.poster_text.enabled": True},

@@ -123,6 +123,9 @@ def ranking_metrics(ranks: np.ndarray, n_candidates: int, n_resamples: int = 100
             "chance_recall_at_10": min(10, n_candidates) / n_candidates, "chance_mean_rank": (n_candidates + 1) / 2}
 
 
+RANKING_POSTERS_PER_BATCH = 64
+
+
 def _pair(title_set, titles: np.ndarray, posters: np.ndarray):
     """A TitleSet whose row r is title `titles[r]` with the poster (vector, text) and genres of `posters[r]`."""
     pairs = title_set.subset(titles)
@@ -143,11 +146,16 @@ def made_up_title_ranking(model, tokenizer, title_set, n_candidates: int = 100, 
     """Rank each test poster's true title among `n_candidates - 1` other test titles."""
     normal_forms = [tokenizer.normal_form(t) for t in title_set.movies["title"]]
     sets = candidate_sets(normal_forms, n_candidates, seed, limit)
-    posters, candidates = np.repeat(sets[:, 0], n_candidates), sets.ravel()
-    # Row r: candidate title `candidates[r]` beside poster `posters[r]` (and that movie's genres).
-    pairs = _pair(title_set, candidates, posters)
-    paired = score_title_set(model, tokenizer, pairs)
-    zero = score_title_set(model, tokenizer, pairs.without_posters(tokenizer.pad_id))
+    paired_parts, zero_parts = [], []
+    # A few posters at a time: each pair holds its own copy of the poster feature.
+    for start in range(0, len(sets), RANKING_POSTERS_PER_BATCH):
+        part = sets[start:start + RANKING_POSTERS_PER_BATCH]
+        # Row r: candidate title `candidates[r]` beside poster `posters[r]` (and that movie's genres).
+        pairs = _pair(title_set, part.ravel(), np.repeat(part[:, 0], n_candidates))
+        paired_parts.append(score_title_set(model, tokenizer, pairs))
+        zero_parts.append(score_title_set(model, tokenizer, pairs.without_posters(tokenizer.pad_id)))
+    paired, zero = (TitleScores(np.concatenate([s.log_prob for s in parts]), np.concatenate([s.tokens for s in parts]))
+                    for parts in (paired_parts, zero_parts))
     shape = sets.shape
     by_ranker = {
         "mean log-likelihood per token": paired.mean_log_prob.reshape(shape),

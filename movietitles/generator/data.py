@@ -36,6 +36,16 @@ def no_poster_text(poster_text: np.ndarray, pad_id: int) -> np.ndarray:
     return empty
 
 
+def zero_posters(rows: int, dim: int) -> np.ndarray:
+    """[rows, dim] zeros as a read-only view of one row: no memory however wide the poster feature (a `grid` one
+    is 17,704 floats; the warm-up corpus has ~65k titles)."""
+    return np.broadcast_to(np.zeros(dim, np.float32), (rows, dim))
+
+
+def is_zero_posters(poster: np.ndarray) -> bool:
+    return poster.ndim == 2 and poster.strides[0] == 0 and not poster[:1].any()
+
+
 @dataclass
 class TitleSet:
     """Movies with their poster vectors (zeros: no poster), genre vectors and teacher-forcing pairs."""
@@ -79,7 +89,7 @@ class TitleSet:
     def without_posters(self, pad_id: int) -> "TitleSet":
         """The same titles with a zero poster vector and no poster text (the warm-up's condition)."""
         empty = self.subset(np.arange(len(self)))
-        empty.poster = np.zeros_like(self.poster)
+        empty.poster = zero_posters(len(self), self.poster.shape[1])
         if self.poster_text is not None:
             empty.poster_text = no_poster_text(self.poster_text, pad_id)
         return empty
@@ -125,7 +135,7 @@ def title_corpus(config: dict, tokenizer: TitleTokenizer, poster_dim: int) -> Ti
     text_cfg, text = _text_cfg(config), None
     if text_cfg:
         text = poster_text_ids([[] for _ in range(len(movies))], tokenizer, text_cfg)
-    return _title_set(movies, features.genres, np.zeros((len(movies), poster_dim), np.float32),
+    return _title_set(movies, features.genres, zero_posters(len(movies), poster_dim),
                       features.labels[keep], tokenizer, text)
 
 
@@ -133,7 +143,10 @@ def make_generator_dataset(titles: TitleSet, tokenizer: TitleTokenizer, batch_si
                            use_genres: bool = False, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
     """Teacher-forcing batches, each cut to its longest title. Shuffled batches hold titles of similar
     length (sorted within windows of SORT_WINDOW batches), so little time goes into PAD."""
-    inputs = {"poster": titles.poster.astype(np.float32), "tokens": tokenizer.pad(titles.tokens, tokenizer.max_len)}
+    inputs = {"tokens": tokenizer.pad(titles.tokens, tokenizer.max_len)}
+    zero_poster = is_zero_posters(titles.poster)
+    if not zero_poster:  # zero posters are added per batch below, not held per element
+        inputs["poster"] = titles.poster.astype(np.float32)
     if use_genres:
         inputs["genres"] = titles.genres.astype(np.float32)
     if titles.poster_text is not None:
@@ -160,6 +173,9 @@ def make_generator_dataset(titles: TitleSet, tokenizer: TitleTokenizer, batch_si
 
     def cut(x, y, n):
         longest = tf.reduce_max(n)
-        return {**x, "tokens": x["tokens"][:, :longest]}, y[:, :longest]
+        x = {**x, "tokens": x["tokens"][:, :longest]}
+        if zero_poster:
+            x["poster"] = tf.zeros([tf.shape(y)[0], titles.poster.shape[1]], tf.float32)
+        return x, y[:, :longest]
 
     return dataset.map(cut, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

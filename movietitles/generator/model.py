@@ -5,6 +5,11 @@ The (projected) poster vector, and optionally the genre vector, reaches the GRU 
 initial state), or both. The output is logits over the tokenizer's vocabulary (BPEmb subwords,
 then PAD, <s>, </s>).
 
+With poster attention ("Show, Attend and Tell", Xu et al., 2015), the poster input is the image encoder's
+`pooling: grid` feature: the pooled vector (the condition above) followed by the last block's feature map,
+whose cells every step attends to (dot-product attention from the GRU's output); the attended context joins
+the GRU's output before the logits.
+
 With poster text (the words OCR read on the poster, as subword ids after a sentinel <s>), a
 bidirectional GRU encodes them, every decoder step attends over them, and a pointer-generator
 (See et al., 2017) mixes the vocabulary distribution with a copy of the attended subwords:
@@ -35,6 +40,26 @@ class RepeatAlongTime(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         vector_shape, sequence_shape = input_shape
         return (vector_shape[0], sequence_shape[1], vector_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="movietitles")
+class SplitPosterGrid(keras.layers.Layer):
+    """A `pooling: grid` poster feature [B, pooled + cells * channels] -> `[pooled [B, pooled], grid [B, cells,
+    channels]]`."""
+
+    def __init__(self, pooled: int, cells: int, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pooled, self.cells, self.channels = int(pooled), int(cells), int(channels)
+
+    def call(self, poster):
+        grid = keras.ops.reshape(poster[:, self.pooled:], (-1, self.cells, self.channels))
+        return poster[:, :self.pooled], grid
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.pooled), (input_shape[0], self.cells, self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "pooled": self.pooled, "cells": self.cells, "channels": self.channels}
 
 
 @keras.saving.register_keras_serializable(package="movietitles")
@@ -93,13 +118,17 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
                         trainable_embeddings: bool = True, use_genres: bool = False,
                         poster_projection: int | None = 64, gru_units: int = 256, gru_layers: int = 1,
                         dropout: float = 0.2, poster_injection: str = "par_inject",
-                        poster_text_units: int | None = None,
-                        genre_model: keras.Model | None = None) -> keras.Model:
+                        poster_text_units: int | None = None, genre_model: keras.Model | None = None,
+                        poster_grid: tuple[int, int, int] | None = None,
+                        poster_attention_units: int | None = None) -> keras.Model:
     """Inputs `tokens` [B, T] int32, `poster` [B, Dp] (and `genres` [B, G], and with `poster_text_units`
     `poster_text` [B, M] int32: <s> then the poster's subwords, PAD-padded); output logits [B, T, V].
 
     `genre_model` (a poster genre model: poster vector -> genre probabilities) becomes a frozen part of the
     decoder: its predicted genres join the condition, so the decoder needs no genre input and serves any poster.
+
+    `poster_attention_units` (with `poster_grid`, the (pooled, cells, channels) layout of the poster input) adds
+    attention over the poster's feature map.
 
     No Keras mask: PAD is not id 0, and the GRU is causal, so the steps before the padding never see
     it; the loss masks PAD with sample weights instead.
@@ -114,8 +143,14 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
     tokens = keras.Input((None,), dtype="int32", name=TOKENS)
     poster = keras.Input((poster_dim,), name=POSTER_INPUT)
     inputs = {TOKENS: tokens, POSTER_INPUT: poster}
+    pooled, grid = poster, None
+    if poster_attention_units:
+        if poster_grid is None or poster_dim != poster_grid[0] + poster_grid[1] * poster_grid[2]:
+            raise ValueError(f"generator.poster_attention needs poster features with a feature map "
+                             f"(encoders.image.pooling: grid); these are {poster_dim}-d vectors")
+        pooled, grid = SplitPosterGrid(*poster_grid, name="poster_grid")(poster)
 
-    condition = keras.layers.Dropout(dropout, name="poster_dropout")(poster)
+    condition = keras.layers.Dropout(dropout, name="poster_dropout")(pooled)
     if poster_projection:
         # tanh, not relu: after the warm-up on zero posters, relu units died and the poster was ignored.
         condition = keras.layers.Dense(poster_projection, activation="tanh", name="poster_projection")(condition)
@@ -128,7 +163,9 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
             raise ValueError(f"generator.predicted_genres needs a poster genre model (one input, {POSTER_INPUT!r}); "
                              f"this one reads {[t.name for t in genre_model.inputs]}")
         genre_model.trainable = False
-        predicted = genre_model({POSTER_INPUT: poster}, training=False)
+        # The genre model reads the features it was trained on: the whole poster feature, or its pooled part.
+        reads = poster if genre_model.inputs[0].shape[-1] == poster_dim else pooled
+        predicted = genre_model({POSTER_INPUT: reads}, training=False)
         condition = keras.layers.Concatenate(name="poster_and_predicted_genres")([condition, predicted])
     condition = keras.layers.Dropout(dropout, name="condition_dropout")(condition)
 
@@ -147,6 +184,13 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
         gru = keras.layers.GRU(gru_units, return_sequences=True, name=f"gru_{layer + 1}")
         x = gru(x, initial_state=initial_state) if layer == 0 and initial_state is not None else gru(x)
         x = keras.layers.Dropout(dropout, name=f"gru_{layer + 1}_dropout")(x)
+    if grid is not None:
+        memory = keras.layers.Dense(poster_attention_units, activation="tanh", name="grid_projection")(
+            keras.layers.Dropout(dropout, name="grid_dropout")(grid))
+        keys = keras.layers.Dense(poster_attention_units, use_bias=False, name="grid_keys")(memory)
+        query = keras.layers.Dense(poster_attention_units, use_bias=False, name="grid_query")(x)
+        context = keras.layers.Attention(name="grid_attention")([query, memory, keys])
+        x = keras.layers.Concatenate(name="state_and_grid_context")([x, context])
     if not poster_text_units:
         logits = keras.layers.Dense(vocab_size, name=LOGITS)(x)
         return keras.Model(inputs, logits, name="title_decoder")

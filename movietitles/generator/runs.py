@@ -37,6 +37,8 @@ def run_directory(config: dict) -> Path:
     gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
     if not gcfg.get("predicted_genres"):
         gcfg.pop("predicted_genres", None)  # off: the runs trained before the key existed keep their folders
+    if not (gcfg.get("poster_attention") or {}).get("enabled"):
+        gcfg.pop("poster_attention", None)  # likewise
     # The poster features by their cache key (as genre runs): settings that do not change them do not retrain.
     encoders = {"image": image_cache_key(config["encoders"]["image"]), "bpemb": config["encoders"]["bpemb"]}
     if (gcfg.get("poster_text") or {}).get("enabled"):

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from movietitles.config import write_config
+from movietitles.encoders.image import grid_layout
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
 from movietitles.generator.runs import (  # noqa: F401 (GeneratorRun, load_generator_run: re-exported)
@@ -181,7 +182,10 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         gru_layers=gcfg["gru_layers"], dropout=gcfg["dropout"],
         poster_injection=gcfg.get("poster_injection", "par_inject"),
         poster_text_units=(gcfg["poster_text"]["units"] if (gcfg.get("poster_text") or {}).get("enabled") else None),
-        genre_model=poster_genre_model(config) if gcfg.get("predicted_genres") else None)
+        genre_model=poster_genre_model(config) if gcfg.get("predicted_genres") else None,
+        poster_grid=grid_layout(config["encoders"]["image"]),
+        poster_attention_units=(gcfg["poster_attention"]["units"]
+                                if (gcfg.get("poster_attention") or {}).get("enabled") else None))
     model.compile(optimizer=keras.optimizers.Adam(gcfg["learning_rate"]), loss=masked_token_loss())
     write_config(config, run_dir)
 
