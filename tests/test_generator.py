@@ -437,3 +437,29 @@ def test_poster_attention_attends_over_the_feature_map_and_serves_from_poster_fi
     vectors = embed_poster_files(config["encoders"]["image"], files)
     assert json.loads(done.stdout.splitlines()[-1]) == generate.generate_titles(
         run, vectors, n=2, sampler="top_p", temperature=0.7, seed=5, p=config["generator"]["sampling"]["p"])
+
+
+def test_with_a_feature_map_the_predicted_genres_come_from_the_pooled_vector(tokenizer, gen_config):
+    """The decoder hands its frozen genre model the part of the poster feature that model was trained on: the
+    pooled vector (a multi_depth genre model, which `genre_model_config` picks for `pooling: grid`), or all of it."""
+    from movietitles.generator.runs import genre_model_config
+
+    pooled, cells, channels = 4, 6, 3
+    rng = np.random.default_rng(0)
+    poster = rng.normal(size=(5, pooled + cells * channels)).astype(np.float32)
+    tokens = np.full((5, 2), tokenizer.bos_id, np.int32)
+    for reads in (pooled, pooled + cells * channels):
+        inputs = keras.Input((reads,), name="poster")
+        genre_model = keras.Model({"poster": inputs}, keras.layers.Dense(3, activation="sigmoid")(inputs))
+        decoder = build_title_decoder(tokenizer.vocab_size, pooled + cells * channels, 3, tokenizer.embedding_matrix(),
+                                      poster_projection=8, gru_units=16, dropout=0.0, genre_model=genre_model,
+                                      poster_grid=(pooled, cells, channels), poster_attention_units=8)
+        condition = keras.Model(decoder.input, decoder.get_layer("poster_and_predicted_genres").output)
+        np.testing.assert_allclose(condition({"poster": poster, "tokens": tokens}).numpy()[:, -3:],
+                                   genre_model(poster[:, :reads]).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="needs poster features with a feature map"):
+        build_title_decoder(tokenizer.vocab_size, pooled, 3, tokenizer.embedding_matrix(), poster_grid=(pooled, cells,
+                            channels), poster_attention_units=8)
+    grid = with_overrides(gen_config, {"encoders.image.pooling": "grid"})
+    assert genre_model_config(grid)["encoders"]["image"]["pooling"] == "multi_depth"
+    assert genre_model_config(gen_config) is gen_config

@@ -120,7 +120,8 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
                         dropout: float = 0.2, poster_injection: str = "par_inject",
                         poster_text_units: int | None = None, genre_model: keras.Model | None = None,
                         poster_grid: tuple[int, int, int] | None = None,
-                        poster_attention_units: int | None = None) -> keras.Model:
+                        poster_attention_units: int | None = None, poster_attention_dropout: float = 0.2
+                        ) -> keras.Model:
     """Inputs `tokens` [B, T] int32, `poster` [B, Dp] (and `genres` [B, G], and with `poster_text_units`
     `poster_text` [B, M] int32: <s> then the poster's subwords, PAD-padded); output logits [B, T, V].
 
@@ -128,7 +129,7 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
     decoder: its predicted genres join the condition, so the decoder needs no genre input and serves any poster.
 
     `poster_attention_units` (with `poster_grid`, the (pooled, cells, channels) layout of the poster input) adds
-    attention over the poster's feature map.
+    attention over the poster's feature map (`poster_attention_dropout` on its cells and on the attended context).
 
     No Keras mask: PAD is not id 0, and the GRU is causal, so the steps before the padding never see
     it; the loss masks PAD with sample weights instead.
@@ -186,10 +187,11 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
         x = keras.layers.Dropout(dropout, name=f"gru_{layer + 1}_dropout")(x)
     if grid is not None:
         memory = keras.layers.Dense(poster_attention_units, activation="tanh", name="grid_projection")(
-            keras.layers.Dropout(dropout, name="grid_dropout")(grid))
+            keras.layers.Dropout(poster_attention_dropout, name="grid_dropout")(grid))
         keys = keras.layers.Dense(poster_attention_units, use_bias=False, name="grid_keys")(memory)
         query = keras.layers.Dense(poster_attention_units, use_bias=False, name="grid_query")(x)
         context = keras.layers.Attention(name="grid_attention")([query, memory, keys])
+        context = keras.layers.Dropout(poster_attention_dropout, name="grid_context_dropout")(context)
         x = keras.layers.Concatenate(name="state_and_grid_context")([x, context])
     if not poster_text_units:
         logits = keras.layers.Dense(vocab_size, name=LOGITS)(x)

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import keras
 import yaml
 
-from movietitles.config import config_hash
+from movietitles.config import config_hash, with_overrides
 from movietitles.encoders.image import image_cache_key
 from movietitles.generator.tokenizer import TitleTokenizer
 
@@ -32,6 +32,14 @@ class GeneratorRun(NamedTuple):
     run_dir: Path
 
 
+def genre_model_config(config: dict) -> dict:
+    """The config of the poster genre model that `generator.predicted_genres` puts inside the decoder: with a
+    feature map (`encoders.image.pooling: grid`) it is the genre model of the pooled vector, multi_depth."""
+    if config["encoders"]["image"].get("pooling") == "grid":
+        return with_overrides(config, {"encoders.image.pooling": "multi_depth"})
+    return config
+
+
 def run_directory(config: dict) -> Path:
     """`<genre.runs_dir>/generator-<hash of what shapes the model>`: re-running finds (and resumes) it."""
     gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
@@ -47,7 +55,7 @@ def run_directory(config: dict) -> Path:
     if gcfg.get("predicted_genres"):  # the poster genre model inside the decoder, by its run (what shapes it)
         from movietitles.models.genre_runs import run_directory as genre_run_directory
 
-        shaping["poster_genre_model"] = genre_run_directory(config, "poster").name
+        shaping["poster_genre_model"] = genre_run_directory(genre_model_config(config), "poster").name
     return Path(config["genre"]["runs_dir"]) / f"{TASK}-{config_hash(shaping)}"
 
 

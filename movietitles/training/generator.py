@@ -32,7 +32,7 @@ from movietitles.encoders.image import grid_layout
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
 from movietitles.generator.runs import (  # noqa: F401 (GeneratorRun, load_generator_run: re-exported)
-    BEST_FILE, MODEL_FILE, SUMMARY_FILE, TASK, GeneratorRun, load_generator_run, run_directory)
+    BEST_FILE, MODEL_FILE, SUMMARY_FILE, TASK, GeneratorRun, genre_model_config, load_generator_run, run_directory)
 from movietitles.generator.sampling import sample_titles
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.io import atomic_save_model, atomic_write_text
@@ -145,9 +145,13 @@ def _check_settings(gcfg: dict) -> None:
 def poster_genre_model(config: dict) -> keras.Model:
     """The config's poster genre model (poster vector -> genre probabilities), trained first when missing; for
     `generator.predicted_genres`."""
+    from movietitles.features.ensure import ensure_features
+    from movietitles.features.extract import POSTER
     from movietitles.models.genre_runs import load_genre_run
     from movietitles.training.genre import train_genre_model
 
+    config = genre_model_config(config)
+    ensure_features(config, (POSTER,))
     return load_genre_run(train_genre_model(config, "poster"))[0]
 
 
@@ -185,7 +189,8 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         genre_model=poster_genre_model(config) if gcfg.get("predicted_genres") else None,
         poster_grid=grid_layout(config["encoders"]["image"]),
         poster_attention_units=(gcfg["poster_attention"]["units"]
-                                if (gcfg.get("poster_attention") or {}).get("enabled") else None))
+                                if (gcfg.get("poster_attention") or {}).get("enabled") else None),
+        poster_attention_dropout=(gcfg.get("poster_attention") or {}).get("dropout", gcfg["dropout"]))
     model.compile(optimizer=keras.optimizers.Adam(gcfg["learning_rate"]), loss=masked_token_loss())
     write_config(config, run_dir)
 
