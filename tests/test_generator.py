@@ -108,6 +108,12 @@ def test_datasets_pair_posters_with_shifted_titles_and_keep_the_corpus_to_train(
             assert real[:, -1].any()  # cut to the batch's longest title
     shuffled = make_generator_dataset(train, tokenizer, 8, shuffle=True)
     assert shuffled.cardinality().numpy() == len(list(shuffled))
+    # The corpus's zero posters take no memory per title (a grid feature is 70 KB); its batches still carry them.
+    assert corpus.poster.strides[0] == 0
+    corpus_batches = list(make_generator_dataset(corpus, tokenizer, 8, shuffle=True, seed=1))
+    assert sum(len(y) for _, y in corpus_batches) == len(corpus)
+    for inputs, targets in corpus_batches:
+        assert inputs["poster"].shape == (len(targets), train.poster.shape[1]) and not inputs["poster"].numpy().any()
 
 
 @pytest.fixture(scope="module")
