@@ -391,7 +391,7 @@ print(json.dumps([[t.decode() for t in row] for row in out["titles"].numpy()]))
 """
 
 
-def test_poster_attention_attends_over_the_feature_map_and_serves_from_poster_files(gen_config, tmp_path, capsys):
+def test_poster_attention_attends_over_the_feature_map_and_serves_from_poster_files(gen_config, tmp_path):
     """`generator.poster_attention` with `encoders.image.pooling: grid`: the cached feature is the pooled vector
     then Lite0's 7x7x320 last-block map; the decoder attends over that map; the export, loaded in a fresh process,
     gives `generate`'s titles for the same poster files and seed."""
@@ -428,7 +428,7 @@ def test_poster_attention_attends_over_the_feature_map_and_serves_from_poster_fi
     run = load_generator_run(run_directory(config))
     assert run.model.input["poster"].shape[-1] == 2024 + 49 * 320
     assert {"poster_grid", "grid_attention"} <= {layer.name for layer in run.model.layers}
-    # Only the map changes: the decoder still answers differently.
+    # With only the map changed, the decoder answers differently.
     poster = grid.inputs["poster"][:4]
     tokens = np.zeros((4, 3), np.int32) + run.tokenizer.bos_id
     no_map = poster.copy()
