@@ -178,6 +178,7 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
     log.info("title generator: %d poster movies (%d tokens), %d warm-up titles (%d tokens), %d validation movies",
              len(train), train.num_targets, len(corpus), corpus.num_targets, len(val))
 
+    attention = gcfg.get("poster_attention") or {}
     model = build_title_decoder(
         tokenizer.vocab_size, train.poster.shape[1], len(train.genre_names),
         tokenizer.embedding_matrix(gcfg["embeddings"], seed=config["seed"]),
@@ -188,9 +189,8 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         poster_text_units=(gcfg["poster_text"]["units"] if (gcfg.get("poster_text") or {}).get("enabled") else None),
         genre_model=poster_genre_model(config) if gcfg.get("predicted_genres") else None,
         poster_grid=grid_layout(config["encoders"]["image"]),
-        poster_attention_units=(gcfg["poster_attention"]["units"]
-                                if (gcfg.get("poster_attention") or {}).get("enabled") else None),
-        poster_attention_dropout=(gcfg.get("poster_attention") or {}).get("dropout", gcfg["dropout"]))
+        poster_attention_units=attention["units"] if attention.get("enabled") else None,
+        poster_attention_dropout=attention.get("dropout", gcfg["dropout"]))
     model.compile(optimizer=keras.optimizers.Adam(gcfg["learning_rate"]), loss=masked_token_loss())
     write_config(config, run_dir)
 
