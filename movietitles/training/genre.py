@@ -23,12 +23,13 @@ from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
-from movietitles.models.genre_runs import (  # noqa: F401 (load_genre_run: re-exported)
+from movietitles.models.genre_runs import (
     GENRE_TASKS, MODEL_FILE, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, model_inputs, predict_scores,
     run_directory)
 from movietitles.tensorboard_logs import log_genre_run
 from movietitles.training.distribute import is_chief, make_strategy
 from movietitles.training.loop import check_monitor, train_loop
+from movietitles.training.title_task import pop_finetune_settings, prepare_title_task
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
                                                              f"genre.models.{task}.ensemble": 1}), task, strategy, fresh)
                    for k in range(ensemble_size)]
         return _average_members(config, task, run_dir, members) if is_chief() else run_dir
+    architecture = dict(gcfg["models"][task])
+    text_channel = architecture.pop("text_channel", False)
+    architecture.pop("ensemble", None)
+    finetune = pop_finetune_settings(config, architecture)  # checked before any work
     out_dir = run_dir if is_chief() else run_dir / "workers" / str(os.getpid())
     keras.utils.set_random_seed(config["seed"])
 
@@ -79,22 +84,26 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     if imbalance not in ("pos_weight", "sample_weight", "none"):
         raise ValueError(f"genre.imbalance must be pos_weight, sample_weight or none, got {imbalance!r}")
     strategy = strategy or make_strategy("default")
-    architecture = dict(gcfg["models"][task])
-    text_channel = architecture.pop("text_channel", False)
-    architecture.pop("ensemble", None)
-    inputs = {**train.inputs, **({TITLE_TEXT: train.movies["title"].to_numpy(dtype=str)} if text_channel else {})}
-    with strategy.scope():
-        model = build_genre_model(inputs, train.genres, name=f"{task}_genres_{config['seed']}", **architecture)
-        loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, gcfg["max_pos_weight"]), reduction=None)
-                if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy(reduction=None))
-        optimizer = keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"])
-
     weights = (example_weights(train.labels, gcfg["max_pos_weight"]) if imbalance == "sample_weight"
                else np.ones(len(train), np.float32))
-    train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights,
-                            with_text=text_channel)
+    with strategy.scope():
+        loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, gcfg["max_pos_weight"]), reduction=None)
+                if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy(reduction=None))
+    name = f"{task}_genres_{config['seed']}"
+    if finetune:  # one model from raw titles; it trains on the frozen layers' token states
+        parts = prepare_title_task(config, train, val, architecture, finetune, text_channel, weights, strategy, name)
+        model, trained, optimizer = parts.task.model, parts.task.train_model, parts.optimizers
+        train_ds, val_inputs = parts.train_ds, parts.val_inputs
+    else:
+        inputs = {**train.inputs, **({TITLE_TEXT: train.movies["title"].to_numpy(dtype=str)} if text_channel else {})}
+        with strategy.scope():
+            model = trained = build_genre_model(inputs, train.genres, name=name, **architecture)
+            optimizer = keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"])
+        train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights,
+                                with_text=text_channel)
+        val_inputs = model_inputs(model, val)
     write_config(config, out_dir)
-    result = train_loop(model, optimizer, loss, train_ds, model_inputs(model, val), val.labels, strategy, out_dir,
+    result = train_loop(trained, optimizer, loss, train_ds, val_inputs, val.labels, strategy, out_dir,
                         epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
                         monitor=gcfg["monitor"], thresholds=gcfg["thresholds"])
     atomic_save_model(model, out_dir / MODEL_FILE)
@@ -133,7 +142,7 @@ def save_thresholds(run_dir: Path, val: Features, scores: np.ndarray, threshold_
 
 def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]) -> Path:
     """One Keras model averaging the members' genre probabilities, with its own thresholds and summary."""
-    models = [keras.saving.load_model(member / MODEL_FILE) for member in members]
+    models = [load_genre_run(member)[0] for member in members]
     first = models[0]
     inputs = {t.name: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in first.inputs}
     outputs = [model({t.name: inputs[t.name] for t in model.inputs}) for model in models]

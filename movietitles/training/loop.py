@@ -67,7 +67,7 @@ def _validation_logs(model, inputs: dict[str, np.ndarray], labels: np.ndarray, l
 
 def train_loop(
     model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
+    optimizer: keras.optimizers.Optimizer | list,
     loss_fn,
     train_ds: tf.data.Dataset,
     val_inputs: dict[str, np.ndarray],
@@ -82,21 +82,25 @@ def train_loop(
 ) -> LoopResult:
     """`train_ds` yields global batches `(inputs, labels, weights)`; `loss_fn` returns per-example losses.
 
+    `optimizer`: one for every trainable variable, or (optimizer, variables) pairs, each variable in one pair.
+
     `thresholds`: options of `out_of_sample_f1` (strategy, shrinkage, repeats, seed) for val_oos_macro_f1.
     """
     check_monitor(monitor)
     thresholds = thresholds or {}
     dist_ds = strategy.experimental_distribute_dataset(train_ds)
+    groups = optimizer if isinstance(optimizer, list) else [(optimizer, model.trainable_variables)]
 
     def replica_step(inputs, labels, weights):
         with tf.GradientTape() as tape:
             per_example = loss_fn(labels, model(inputs, training=True)) * weights
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        gradients = iter(tape.gradient(loss, [v for _, variables in groups for v in variables]))
+        for group_optimizer, variables in groups:
+            group_optimizer.apply_gradients([(next(gradients), v) for v in variables])
         return loss
 
-    @tf.function
+    @tf.function(reduce_retracing=True)  # batches of token states vary in length
     def train_step(inputs, labels, weights):
         per_replica = strategy.run(replica_step, args=(inputs, labels, weights))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
@@ -106,8 +110,10 @@ def train_loop(
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         best_f1 = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
-        optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best_f1=best_f1,
+        for group_optimizer, variables in groups:
+            group_optimizer.build(variables)
+    optimizers = {"optimizer": groups[0][0], **{f"optimizer_{i}": o for i, (o, _) in enumerate(groups[1:], 1)}}
+    checkpoint = tf.train.Checkpoint(model=model, **optimizers, epoch=epoch_var, best_f1=best_f1,
                                      best_epoch=best_epoch, seed_states=seed_states(model))
     manager = tf.train.CheckpointManager(checkpoint, str(out_dir / "backup"), max_to_keep=1)
     if manager.latest_checkpoint:
