@@ -87,6 +87,13 @@ def get(config: dict, dotted: str, default: Any = None) -> Any:
     return node
 
 
+def enabled_section(section: dict, key: str) -> dict | None:
+    """`section[key]`, an optional sub-section switched by its `enabled` key (e.g. generator.poster_text), or None
+    when it is off or absent (configs written before it existed)."""
+    sub_section = section.get(key) or {}
+    return sub_section if sub_section.get("enabled") else None
+
+
 def with_overrides(config: dict, overrides: dict[str, Any]) -> dict:
     """A deep copy of `config` with dotted-key overrides applied (values already parsed)."""
     config = copy.deepcopy(config)

@@ -27,6 +27,7 @@ from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hp
 from tensorboard.plugins.pr_curve import summary as pr_summary
 
+from movietitles.config import enabled_section
 from movietitles.evaluation.thresholds import predict
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
@@ -297,4 +298,4 @@ def generator_hparams(config: dict) -> dict:
             **{k: gcfg[k] for k in keys},
             # absent from configs written before them
             "predicted_genres": bool(gcfg.get("predicted_genres")),
-            "poster_attention": bool((gcfg.get("poster_attention") or {}).get("enabled"))}
+            "poster_attention": bool(enabled_section(gcfg, "poster_attention"))}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from movietitles.config import config_hash, with_overrides, write_config
+from movietitles.config import config_hash, enabled_section, with_overrides, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
@@ -77,7 +77,7 @@ def evaluation_set(config: dict, tokenizer, data_root: str | None):
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)
-    reads_text = (config["generator"].get("poster_text") or {}).get("enabled")
+    reads_text = enabled_section(config["generator"], "poster_text")
     ensure_features(other, (TITLE, POSTER, POSTER_TEXT) if reads_text else (TITLE, POSTER))
     return poster_titles(other, "all", tokenizer), f"every movie with a poster in {data_root}"
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from movietitles.config import enabled_section
 from movietitles.encoders.ocr import poster_words
 from movietitles.features.extract import POSTER
 from movietitles.features.pipeline import load_split, poster_text
@@ -109,16 +110,11 @@ def poster_text_ids(lines_per_poster: list[list[dict]], tokenizer: TitleTokenize
     return tokenizer.pad(ids, text_cfg["max_tokens"])
 
 
-def _text_cfg(config: dict) -> dict | None:
-    text_cfg = config["generator"].get("poster_text") or {}
-    return text_cfg if text_cfg.get("enabled") else None
-
-
 def poster_titles(config: dict, split: str, tokenizer: TitleTokenizer) -> TitleSet:
     """Movies of `split` that have a poster (labelled or not), with their cached poster vectors (and the ids of
     their poster text when the generator reads it)."""
     features = load_split(config, split, (POSTER,), labelled_only=False)
-    text_cfg, text = _text_cfg(config), None
+    text_cfg, text = enabled_section(config["generator"], "poster_text"), None
     if text_cfg:
         text = poster_text_ids(poster_text(config, features.movies["id"].tolist()), tokenizer, text_cfg)
     return _title_set(features.movies, features.genres, features.inputs[POSTER], features.labels, tokenizer, text)
@@ -132,7 +128,7 @@ def title_corpus(config: dict, tokenizer: TitleTokenizer, poster_dim: int) -> Ti
     features = load_split(config, "train", (), labelled_only=False, require_poster=False)
     keep = ~features.movies["has_poster"].to_numpy()
     movies = features.movies[keep].reset_index(drop=True)
-    text_cfg, text = _text_cfg(config), None
+    text_cfg, text = enabled_section(config["generator"], "poster_text"), None
     if text_cfg:
         text = poster_text_ids([[] for _ in range(len(movies))], tokenizer, text_cfg)
     return _title_set(movies, features.genres, zero_posters(len(movies), poster_dim),

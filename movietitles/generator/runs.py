@@ -12,7 +12,7 @@ from typing import NamedTuple
 import keras
 import yaml
 
-from movietitles.config import config_hash, with_overrides
+from movietitles.config import config_hash, enabled_section, with_overrides
 from movietitles.encoders.image import image_cache_key
 from movietitles.generator.tokenizer import TitleTokenizer
 
@@ -45,11 +45,11 @@ def run_directory(config: dict) -> Path:
     gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
     if not gcfg.get("predicted_genres"):
         gcfg.pop("predicted_genres", None)  # off: the runs trained before the key existed keep their folders
-    if not (gcfg.get("poster_attention") or {}).get("enabled"):
+    if not enabled_section(gcfg, "poster_attention"):
         gcfg.pop("poster_attention", None)  # likewise
     # The poster features by their cache key (as genre runs): settings that do not change them do not retrain.
     encoders = {"image": image_cache_key(config["encoders"]["image"]), "bpemb": config["encoders"]["bpemb"]}
-    if (gcfg.get("poster_text") or {}).get("enabled"):
+    if enabled_section(gcfg, "poster_text"):
         encoders["ocr"] = config["encoders"]["ocr"]
     shaping = {"task": TASK, "seed": config["seed"], "data": config["data"], "encoders": encoders, "generator": gcfg}
     if gcfg.get("predicted_genres"):  # the poster genre model inside the decoder, by its run (what shapes it)

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from movietitles.config import write_config
+from movietitles.config import enabled_section, write_config
 from movietitles.encoders.image import grid_layout
 from movietitles.generator.data import TitleSet, make_generator_dataset, poster_titles, title_corpus
 from movietitles.generator.model import build_title_decoder, masked_token_loss, token_log_probs
@@ -178,7 +178,7 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
     log.info("title generator: %d poster movies (%d tokens), %d warm-up titles (%d tokens), %d validation movies",
              len(train), train.num_targets, len(corpus), corpus.num_targets, len(val))
 
-    attention = gcfg.get("poster_attention") or {}
+    attention, text = enabled_section(gcfg, "poster_attention"), enabled_section(gcfg, "poster_text")
     model = build_title_decoder(
         tokenizer.vocab_size, train.poster.shape[1], len(train.genre_names),
         tokenizer.embedding_matrix(gcfg["embeddings"], seed=config["seed"]),
@@ -186,11 +186,11 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         poster_projection=gcfg["poster_projection"], gru_units=gcfg["gru_units"],
         gru_layers=gcfg["gru_layers"], dropout=gcfg["dropout"],
         poster_injection=gcfg.get("poster_injection", "par_inject"),
-        poster_text_units=(gcfg["poster_text"]["units"] if (gcfg.get("poster_text") or {}).get("enabled") else None),
+        poster_text_units=text["units"] if text else None,
         genre_model=poster_genre_model(config) if gcfg.get("predicted_genres") else None,
         poster_grid=grid_layout(config["encoders"]["image"]),
-        poster_attention_units=attention["units"] if attention.get("enabled") else None,
-        poster_attention_dropout=attention.get("dropout", gcfg["dropout"]))
+        poster_attention_units=attention["units"] if attention else None,
+        poster_attention_dropout=(attention or {}).get("dropout", gcfg["dropout"]))
     model.compile(optimizer=keras.optimizers.Adam(gcfg["learning_rate"]), loss=masked_token_loss())
     write_config(config, run_dir)
 
