@@ -101,6 +101,34 @@ def test_what_trains_on_token_states_is_what_reads_raw_titles(tiny_config):
                    for v in task.train_model.trainable_variables)
 
 
+def test_the_head_starts_from_the_title_model_on_frozen_embeddings(task_run, trained, workdir, monkeypatch):
+    """finetune_warm_start: before any fine-tuning, the one model answers as the title model it starts from."""
+    from movietitles.config import with_overrides
+    from movietitles.encoders.bert_export import load_minilm_backbone
+    from movietitles.features.pipeline import load_split
+    from movietitles.models.genre_runs import finished_run, load_genre_run, model_inputs, predict_scores
+    from movietitles.models.title_task import build_title_task
+
+    config, _ = task_run
+    monkeypatch.chdir(workdir)
+    frozen = with_overrides(config, {"genre.models.title.finetune_layers": 0})
+    classifier = load_genre_run(finished_run(frozen, "title"))[0]  # trained first by the task run
+    train = load_split(config, "train", ("title",), require_poster=False)
+    vocabulary = (minilm_folder() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    task = build_title_task(load_minilm_backbone(), vocabulary, train.movies["title"].to_numpy(dtype=str),
+                            train.inputs["title"], train.genres, 1, hidden_units=[16], dropout=0.5,
+                            text_max_tokens=100_000)
+    untrained = predict_scores(task.model, model_inputs(task.model, train))
+    task.start_head_from(classifier)
+    expected = predict_scores(classifier, model_inputs(classifier, train))
+    started = predict_scores(task.model, model_inputs(task.model, train))
+    assert np.abs(untrained - expected).max() > 0.05
+    np.testing.assert_allclose(started, expected, atol=1e-3)
+    poster = load_genre_run(trained["poster"])[0]
+    with pytest.raises(ValueError, match="does not have the head's architecture"):
+        task.start_head_from(poster)
+
+
 def test_the_export_serves_the_same_model_in_a_fresh_process(task_run, tmp_path):
     from movietitles.models.genre_runs import load_genre_run
     from movietitles.serving.genre import export_genre_models
@@ -174,3 +202,35 @@ def test_the_setting_off_keeps_the_run_names_of_before(tiny_config):
     assert run_directory(with_overrides(tiny_config, {"genre.models.title.finetune_learning_rate": 1.0}),
                          "title") == base
     assert run_directory(with_overrides(tiny_config, {"genre.models.title.finetune_layers": 1}), "title") != base
+
+
+def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_config, workdir, task_run, tmp_path):
+    """SIGKILLed right after its first epoch's checkpoint, then run again: the same epochs, the same model."""
+    from test_crash_resume import KILLED_AT, assert_killed
+
+    from movietitles.config import write_config
+    from movietitles.models.genre_runs import load_genre_run, run_directory
+
+    def train(name, kill_at=None):
+        config = task_config(tiny_config, tmp_path / name, finetune_layers=1)
+        config = with_overrides(config, {"genre.epochs": 3, "genre.patience": 10})
+        args = ["--config", str(write_config(config, tmp_path, f"{name}.yaml")), "--task", "title"]
+        command = [sys.executable, "-c", KILLED_AT, kill_at, "movietitles.train"] if kill_at else [
+            sys.executable, "-m", "movietitles.train"]
+        done = subprocess.run(command + args, cwd=workdir, capture_output=True, text=True, timeout=900)
+        return workdir / run_directory(config, "title"), done
+
+    expected_dir, done = train("uninterrupted")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir, killed = train("killed", "checkpoint:1")
+    assert_killed(killed)
+    assert (run_dir / "backup").is_dir() and not (run_dir / "summary.json").exists()
+    done = train("killed")[1]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "at epoch 1" in done.stderr  # resumed, not started again
+    expected, resumed = load_genre_run(expected_dir), load_genre_run(run_dir)
+    for key in ("best_epoch", "best_val_oos_macro_f1"):
+        assert resumed[2][key] == expected[2][key], key
+    titles = {"title_text": tf.constant(TITLES)}
+    np.testing.assert_allclose(resumed[0](titles).numpy(), expected[0](titles).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(resumed[1], expected[1])

@@ -19,7 +19,7 @@ from movietitles.models.genre import TITLE_TEXT
 
 GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
 # genre.models.title keys of the model that fine-tunes its encoder (movietitles.models.title_task)
-FINETUNE_KEYS = ("finetune_layers", "finetune_learning_rate")
+FINETUNE_KEYS = ("finetune_layers", "finetune_learning_rate", "finetune_warm_start")
 MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
 
 

@@ -52,6 +52,9 @@ class TitleTokenIds(keras.layers.Layer):
             sequence_length=self.sequence_length, start_value=self.tokenizer.cls_token_id,
             end_value=self.tokenizer.sep_token_id, pad_value=self.tokenizer.pad_token_id, return_padding_mask=True)
 
+    def build(self, input_shape=None):
+        self.built = True  # the tokenizer and packer hold no weights
+
     def call(self, titles):
         ids, mask = self.packer(self.tokenizer(titles))
         length = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)), 1)
@@ -69,7 +72,21 @@ class TitleTokenIds(keras.layers.Layer):
 class TitleTask:
     model: keras.Model        # raw titles -> genre probabilities: saved, evaluated, exported
     train_model: keras.Model  # frozen token states (+ raw titles for the n-gram channel) -> the same
+    head: keras.Model         # pooled embedding (+ raw titles) -> genres: build_genre_model's title classifier
     frozen_layers: int
+
+    def start_head_from(self, classifier: keras.Model) -> None:
+        """The head takes the weights of a title classifier trained on the untouched encoder's embeddings (the
+        same architecture, adapted on the same titles): linear probing, then fine-tuning (Kumar et al., ICLR 2022)."""
+        mine, theirs = self.head.weights, classifier.weights
+        if [tuple(w.shape) for w in mine] != [tuple(w.shape) for w in theirs]:
+            raise ValueError(f"the title classifier {classifier.name!r} does not have the head's architecture")
+        for view in ("word_counts", "char_counts"):
+            if view in {layer.name for layer in self.head.layers} and (
+                    self.head.get_layer(view).get_vocabulary() != classifier.get_layer(view).get_vocabulary()):
+                raise ValueError(f"the title classifier {classifier.name!r} has another {view} vocabulary")
+        self.head.set_weights(classifier.get_weights())
+        floor_variance(self.head.get_layer("title_standardise"))
 
 
 def build_title_task(backbone, vocabulary: list[str], train_titles: np.ndarray, train_embeddings: np.ndarray,
@@ -103,7 +120,7 @@ def build_title_task(backbone, vocabulary: list[str], train_titles: np.ndarray, 
     train_inputs = {STATES: states, MASK: mask, **({TITLE_TEXT: train_titles_input} if text_channel else {})}
     train_model = keras.Model(train_inputs, classify(pool_tokens(x, mask, pooling), train_titles_input),
                               name=f"{name}_from_states")
-    return TitleTask(model, train_model, frozen)
+    return TitleTask(model, train_model, genre_head, frozen)
 
 
 def floor_variance(standardise: keras.layers.Normalization, fraction: float = 0.01) -> None:

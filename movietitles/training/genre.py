@@ -72,6 +72,10 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     text_channel = architecture.pop("text_channel", False)
     architecture.pop("ensemble", None)
     finetune = pop_finetune_settings(config, architecture)  # checked before any work
+    warm_start = None
+    if finetune and finetune.get("finetune_warm_start"):  # the title model on frozen embeddings comes first
+        frozen = with_overrides(config, {f"genre.models.{task}.finetune_layers": 0})
+        warm_start = load_genre_run(train_genre_model(frozen, task, strategy))[0]
     out_dir = run_dir if is_chief() else run_dir / "workers" / str(os.getpid())
     keras.utils.set_random_seed(config["seed"])
 
@@ -91,9 +95,10 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
                 if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy(reduction=None))
     name = f"{task}_genres_{config['seed']}"
     if finetune:  # one model from raw titles; it trains on the frozen layers' token states
-        parts = prepare_title_task(config, train, val, architecture, finetune, text_channel, weights, strategy, name)
+        parts = prepare_title_task(config, train, val, architecture, finetune, text_channel, weights, strategy, name,
+                                   warm_start)
         model, trained, optimizer = parts.task.model, parts.task.train_model, parts.optimizers
-        train_ds, val_inputs = parts.train_ds, parts.val_inputs
+        train_ds, val_inputs, on_epoch_start = parts.train_ds, parts.val_inputs, parts.on_epoch_start
     else:
         inputs = {**train.inputs, **({TITLE_TEXT: train.movies["title"].to_numpy(dtype=str)} if text_channel else {})}
         with strategy.scope():
@@ -101,11 +106,11 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
             optimizer = keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"])
         train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights,
                                 with_text=text_channel)
-        val_inputs = model_inputs(model, val)
+        val_inputs, on_epoch_start = model_inputs(model, val), None
     write_config(config, out_dir)
     result = train_loop(trained, optimizer, loss, train_ds, val_inputs, val.labels, strategy, out_dir,
                         epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
-                        monitor=gcfg["monitor"], thresholds=gcfg["thresholds"])
+                        monitor=gcfg["monitor"], thresholds=gcfg["thresholds"], on_epoch_start=on_epoch_start)
     atomic_save_model(model, out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir

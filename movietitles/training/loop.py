@@ -79,12 +79,15 @@ def train_loop(
     global_batch_size: int,
     monitor: str = "val_oos_macro_f1",
     thresholds: dict | None = None,
+    on_epoch_start=None,
 ) -> LoopResult:
     """`train_ds` yields global batches `(inputs, labels, weights)`; `loss_fn` returns per-example losses.
 
     `optimizer`: one for every trainable variable, or (optimizer, variables) pairs, each variable in one pair.
 
     `thresholds`: options of `out_of_sample_f1` (strategy, shrinkage, repeats, seed) for val_oos_macro_f1.
+    `on_epoch_start(epoch)`: called before each epoch's pass over `train_ds` (e.g. to shuffle by epoch number,
+    so that a resumed run sees the batches an uninterrupted one would).
     """
     check_monitor(monitor)
     thresholds = thresholds or {}
@@ -129,6 +132,8 @@ def train_loop(
         if epoch - int(best_epoch.numpy()) > patience and int(best_epoch.numpy()) >= 0:
             break
         total, steps = 0.0, 0
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         for inputs, labels, weights in dist_ds:
             total += float(train_step(inputs, labels, weights))
             steps += 1

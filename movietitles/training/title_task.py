@@ -3,13 +3,16 @@
 
 The frozen layers' token states of every training and validation title are computed once; training and the
 epoch's validation read them (`TitleTask.train_model`), and the run saves the model that reads raw titles.
-The top k layers learn at `finetune_learning_rate`, the head at `genre.learning_rate`.
+The top k layers learn at `finetune_learning_rate`, the head at `genre.learning_rate`; with
+`finetune_warm_start`, the head starts from the title model trained on the untouched encoder's embeddings (trained
+first when missing) and learns at `finetune_learning_rate` too.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
@@ -62,6 +65,7 @@ class TitleTaskTraining:
     optimizers: list  # (optimizer, variables) pairs
     train_ds: tf.data.Dataset
     val_inputs: dict[str, np.ndarray]
+    on_epoch_start: Callable[[int], None]  # for train_loop: the epoch whose shuffle train_ds gives next
 
 
 def padded(states: TokenStates) -> dict[str, np.ndarray]:
@@ -76,25 +80,35 @@ def padded(states: TokenStates) -> dict[str, np.ndarray]:
 
 
 def states_dataset(states: TokenStates, titles: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-                   batch_size: int, seed: int, text_channel: bool) -> tf.data.Dataset:
-    """Shuffled batches of titles of similar length, each padded to its longest: (inputs, labels, weights)."""
-    rng = np.random.default_rng(seed)
+                   batch_size: int, seed: int, text_channel: bool) -> tuple[tf.data.Dataset, Callable[[int], None]]:
+    """Batches of titles of similar length, each padded to its longest: (inputs, labels, weights), shuffled by
+    (seed, epoch); and the function that sets the epoch before a pass."""
+    epoch = [0]
     width = states.states[0].shape[-1]
 
+    def set_epoch(number: int) -> None:
+        epoch[0] = number
+
     def batches():
-        for rows, x, mask in states.batches(batch_size, rng):
+        for rows, x, mask in states.batches(batch_size, np.random.default_rng([seed, epoch[0]])):
             inputs = {STATES: x, MASK: mask, **({TITLE_TEXT: titles[rows]} if text_channel else {})}
             yield inputs, labels[rows].astype(np.float32), weights[rows]
 
     spec = {STATES: tf.TensorSpec([None, None, width], tf.float32), MASK: tf.TensorSpec([None, None], tf.int32),
             **({TITLE_TEXT: tf.TensorSpec([None], tf.string)} if text_channel else {})}
-    return tf.data.Dataset.from_generator(batches, output_signature=(
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=(
         spec, tf.TensorSpec([None, labels.shape[1]], tf.float32), tf.TensorSpec([None], tf.float32))).prefetch(2)
+    return dataset, set_epoch
 
 
 def prepare_title_task(config: dict, train: Features, val: Features, architecture: dict, settings: dict,
-                       text_channel: bool, weights: np.ndarray, strategy, name: str) -> TitleTaskTraining:
-    """Builds the task (under `strategy`), computes the frozen token states, and its optimizers and data."""
+                       text_channel: bool, weights: np.ndarray, strategy, name: str,
+                       warm_start: keras.Model | None = None) -> TitleTaskTraining:
+    """Builds the task (under `strategy`), computes the frozen token states, and its optimizers and data.
+
+    `warm_start`: the title classifier trained on the untouched encoder's embeddings, whose weights the head
+    starts from; the head then learns at the encoder's `finetune_learning_rate`, not `genre.learning_rate`.
+    """
     gcfg = config["genre"]
     vocabulary = (minilm_folder() / "vocab.txt").read_text(encoding="utf-8").splitlines()
     titles = train.movies["title"].to_numpy(dtype=str)
@@ -103,12 +117,15 @@ def prepare_title_task(config: dict, train: Features, val: Features, architectur
         task = build_title_task(backbone, vocabulary, titles, train.inputs["title"], train.genres,
                                 settings["finetune_layers"], settings["pooling"], text_channel, name=name,
                                 **architecture)
+        if warm_start is not None:
+            task.start_head_from(warm_start)
         top = [v for layer in backbone.transformer_layers[task.frozen_layers:] for v in layer.trainable_variables]
         top_ids = {id(v) for v in top}
         head = [v for v in task.train_model.trainable_variables if id(v) not in top_ids]
-        optimizers = [(keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"]), head),
-                      (keras.optimizers.AdamW(settings.get("finetune_learning_rate", gcfg["learning_rate"]),
-                                              weight_decay=gcfg["weight_decay"]), top)]
+        finetune_rate = settings.get("finetune_learning_rate", gcfg["learning_rate"])
+        head_rate = finetune_rate if warm_start is not None else gcfg["learning_rate"]
+        optimizers = [(keras.optimizers.AdamW(head_rate, weight_decay=gcfg["weight_decay"]), head),
+                      (keras.optimizers.AdamW(finetune_rate, weight_decay=gcfg["weight_decay"]), top)]
     tokenizer = TitleTokenIds(vocabulary)
 
     def tokenize(strings):
@@ -121,6 +138,6 @@ def prepare_title_task(config: dict, train: Features, val: Features, architectur
     val_titles = val.movies["title"].to_numpy(dtype=str)
     val_inputs = {**padded(frozen_states(backbone, tokenize, list(val_titles), task.frozen_layers)),
                   **({TITLE_TEXT: val_titles} if text_channel else {})}
-    train_ds = states_dataset(train_states, titles, train.labels, weights, gcfg["batch_size"], config["seed"],
-                              text_channel)
-    return TitleTaskTraining(task, optimizers, train_ds, val_inputs)
+    train_ds, set_epoch = states_dataset(train_states, titles, train.labels, weights, gcfg["batch_size"],
+                                         config["seed"], text_channel)
+    return TitleTaskTraining(task, optimizers, train_ds, val_inputs, set_epoch)
