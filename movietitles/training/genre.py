@@ -97,18 +97,18 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     if finetune:  # one model from raw titles; it trains on the frozen layers' token states
         parts = prepare_title_task(config, train, val, architecture, finetune, text_channel, weights, strategy, name,
                                    warm_start)
-        model, trained, optimizer = parts.task.model, parts.task.train_model, parts.optimizers
+        model, train_model, optimizer = parts.task.model, parts.task.train_model, parts.optimizers
         train_ds, val_inputs, on_epoch_start = parts.train_ds, parts.val_inputs, parts.on_epoch_start
     else:
         inputs = {**train.inputs, **({TITLE_TEXT: train.movies["title"].to_numpy(dtype=str)} if text_channel else {})}
         with strategy.scope():
-            model = trained = build_genre_model(inputs, train.genres, name=name, **architecture)
+            model = train_model = build_genre_model(inputs, train.genres, name=name, **architecture)
             optimizer = keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"])
         train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights,
                                 with_text=text_channel)
         val_inputs, on_epoch_start = model_inputs(model, val), None
     write_config(config, out_dir)
-    result = train_loop(trained, optimizer, loss, train_ds, val_inputs, val.labels, strategy, out_dir,
+    result = train_loop(train_model, optimizer, loss, train_ds, val_inputs, val.labels, strategy, out_dir,
                         epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
                         monitor=gcfg["monitor"], thresholds=gcfg["thresholds"], on_epoch_start=on_epoch_start)
     atomic_save_model(model, out_dir / MODEL_FILE)
