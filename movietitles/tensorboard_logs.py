@@ -207,6 +207,7 @@ def genre_hparams(config: dict, task: str) -> dict:
         "dropout": model.get("dropout"),
         "text_channel": model.get("text_channel", False),
         "ensemble": model.get("ensemble", 1),
+        "finetune_layers": model.get("finetune_layers", 0),  # MiniLM layers the title model fine-tunes itself
         "learning_rate": gcfg["learning_rate"],
         "weight_decay": gcfg["weight_decay"],
         "batch_size": gcfg["batch_size"],

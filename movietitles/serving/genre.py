@@ -175,7 +175,7 @@ class GenreServingModule(tf.Module):
             if self.reads_title_text:
                 features[TITLE_TEXT] = inputs[TITLE]
             # Titles are checked where they are embedded; a model holding its encoder gets them checked here.
-            return self._classify(features, check_title_text=TITLE not in self.input_names)
+            return self._classify(features, check_title_text=self.reads_title_text and TITLE not in self.input_names)
 
     def _serve_embeddings(self, inputs):
         features = {name: inputs[f"{name}_embedding"] for name in self.input_names}
