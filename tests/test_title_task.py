@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from movietitles.config import with_overrides
-from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR, minilm_folder
+from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR, minilm_vocabulary
 from test_text_finetune import link_default_minilm
 
 TITLES = ["The Lost River", "Night of the Zombies 2", "Les Misérables", "Alien³", "8 ½ Women"]
@@ -45,7 +45,7 @@ def test_the_tokenizer_gives_the_hub_preprocessors_word_pieces(minilm_hub_dirs):
     from movietitles.encoders.text import load_hub_model
     from movietitles.models.title_task import TitleTokenIds
 
-    vocabulary = (minilm_folder() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocabulary = minilm_vocabulary()
     ids, mask = TitleTokenIds(vocabulary)(tf.constant(TITLES))
     packed = load_hub_model(str(minilm_hub_dirs[1]), "preprocess")(tf.constant(TITLES))
     length = ids.shape[1]
@@ -81,7 +81,7 @@ def test_what_trains_on_token_states_is_what_reads_raw_titles(tiny_config):
     from movietitles.training.text_finetune import frozen_states
     from movietitles.training.title_task import padded
 
-    vocabulary = (minilm_folder() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocabulary = minilm_vocabulary()
     backbone = load_minilm_backbone()
     task = build_title_task(backbone, vocabulary, np.array(TITLES), np.random.default_rng(0).normal(size=(5, 384)),
                             ["A", "B", "C"], 2, hidden_units=[8], dropout=0.1, text_max_tokens=100)
@@ -114,7 +114,7 @@ def test_the_head_starts_from_the_title_model_on_frozen_embeddings(task_run, tra
     frozen = with_overrides(config, {"genre.models.title.finetune_layers": 0})
     classifier = load_genre_run(finished_run(frozen, "title"))[0]  # trained first by the task run
     train = load_split(config, "train", ("title",), require_poster=False)
-    vocabulary = (minilm_folder() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocabulary = minilm_vocabulary()
     task = build_title_task(load_minilm_backbone(), vocabulary, train.movies["title"].to_numpy(dtype=str),
                             train.inputs["title"], train.genres, 1, hidden_units=[16], dropout=0.5,
                             text_max_tokens=100_000)

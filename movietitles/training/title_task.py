@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, is_default_handle, load_minilm_backbone, minilm_folder
+from movietitles.encoders.bert_export import (
+    DEFAULT_ENCODER_DIR, is_default_handle, load_minilm_backbone, minilm_vocabulary)
 from movietitles.encoders.text import FINETUNE_POOLINGS, finetune_settings
 from movietitles.features.pipeline import Features
 from movietitles.models.genre import TITLE_TEXT
@@ -110,7 +111,7 @@ def prepare_title_task(config: dict, train: Features, val: Features, architectur
     starts from; the head then learns at the encoder's `finetune_learning_rate`, not `genre.learning_rate`.
     """
     gcfg = config["genre"]
-    vocabulary = (minilm_folder() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocabulary = minilm_vocabulary()
     titles = train.movies["title"].to_numpy(dtype=str)
     with strategy.scope():
         backbone = load_minilm_backbone()
