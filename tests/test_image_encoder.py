@@ -73,6 +73,28 @@ def test_preprocess_and_embed_inside_tf_data():
     assert features.shape == (2, encoder.dim) and np.isfinite(features).all()
 
 
+def test_embed_posters_decodes_each_batch_as_preprocess_does_and_names_a_bad_file(tmp_path):
+    from movietitles.features.extract import embed_posters
+
+    encoder = build_image_encoder(_cfg(image_size=64, max_bytes=200_000))
+    sources = ["china.jpg", "flower.jpg"] * 3
+    paths = []
+    for i, name in enumerate(sources):
+        paths.append(tmp_path / f"{i}.jpg")
+        paths[-1].write_bytes(_sample_image_bytes(name))
+    one_by_one = encoder.embed(np.stack([encoder.preprocess(tf.constant(p.read_bytes())).numpy() for p in paths]))
+    np.testing.assert_allclose(embed_posters(encoder, [str(p) for p in paths], 4), one_by_one, atol=1e-6)
+    from_bytes = embed_posters(encoder, [str(p) for p in paths], 4, images=[p.read_bytes() for p in paths])
+    np.testing.assert_allclose(from_bytes, one_by_one, atol=1e-6)
+    assert embed_posters(encoder, [], 4).shape == (0, encoder.dim)
+
+    big = tmp_path / "big.png"
+    big.write_bytes(_encoded(Image.effect_noise((400, 400), 64).convert("RGB"), "PNG").numpy())
+    assert big.stat().st_size > 200_000
+    with pytest.raises(tf.errors.InvalidArgumentError, match="big.png: .* bytes is over the limit of 200000 bytes"):
+        embed_posters(encoder, [str(paths[0]), str(big), str(paths[1])], 4)
+
+
 @pytest.mark.parametrize("resize", ["squash", "pad", "center_crop"])
 def test_resize_policies_on_a_tall_poster(resize):
     size = 64

@@ -1,14 +1,15 @@
 """Poster image encoders: JPEG/PNG bytes -> fixed-size network input -> pooled feature vector.
 
 `ImageEncoder.preprocess` is pure TensorFlow (usable in `tf.data` and inside a SavedModel);
-`ImageEncoder.embed` runs the Keras model on a preprocessed batch.
+`ImageEncoder.preprocess_batch` runs it over a batch of encoded images, and `ImageEncoder.embed`
+runs the Keras model on a preprocessed batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -21,6 +22,9 @@ RESIZE_POLICIES = ("squash", "pad", "center_crop")
 
 # RGB mean that ResNet's caffe-style preprocessing subtracts: padding with it gives zeros.
 _RESNET_MEAN_RGB = (123.68, 116.779, 103.939)
+
+# Posters decoded at once by `preprocess_batch`: each may hold up to max_pixels pixels while it is decoded.
+PARALLEL_DECODES = 8
 
 # The largest poster accepted (encoders.image.max_pixels, max_bytes): 5000 x 5000 pixels, 10 MB.
 DEFAULT_MAX_PIXELS, DEFAULT_MAX_BYTES = 25_000_000, 10_000_000
@@ -56,6 +60,7 @@ class ImageEncoder:
             lambda images: model(images, training=False),
             input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)],
         )
+        self._preprocess_batch = tf.function(self._preprocess_each, input_signature=[tf.TensorSpec([None], tf.string)] * 2)
 
     def preprocess(self, image_bytes: tf.Tensor, label="poster") -> tf.Tensor:
         """Encoded image (scalar string tensor) -> [S, S, 3] float32 network input.
@@ -83,6 +88,16 @@ class ImageEncoder:
                                                  (size - shape[1]) // 2, size, size) + self._pad_value
         image = tf.ensure_shape(self._normalize(image), [size, size, 3])
         return image
+
+    def _preprocess_each(self, image_bytes: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return tf.map_fn(lambda item: self.preprocess(item[0], label=item[1]), (image_bytes, labels),
+                         fn_output_signature=tf.TensorSpec([self.image_size] * 2 + [3], tf.float32),
+                         parallel_iterations=PARALLEL_DECODES)
+
+    def preprocess_batch(self, image_bytes: Sequence[bytes], labels: Sequence[str]) -> tf.Tensor:
+        """Encoded images -> the network's input batch [B, S, S, 3], decoded in parallel in one graph call;
+        `labels` (e.g. file names) name a bad image in the error."""
+        return self._preprocess_batch(tf.constant(list(image_bytes), tf.string), tf.constant(list(labels), tf.string))
 
     def embed(self, images) -> np.ndarray:
         """Preprocessed batch [B, S, S, 3] float32 -> features [B, dim] float32."""
