@@ -4,12 +4,15 @@ made-up title ranking, generated-title metrics, user pairs, and the embedding co
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from movietitles.config import with_overrides
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation import generator_report
+from movietitles.generator.data import poster_titles
+from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.training.generator import train_generator
 
 BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
@@ -43,6 +46,15 @@ def test_report_holds_every_table(gen_config):
     generated = metrics["generated"]
     assert generated["generated"] == metrics["titles"] and 0 <= generated["share_new"] <= 1
     assert 0 <= generated["share_real_words"] <= 1
+    # The reference column: the test titles themselves, measured against the training titles.
+    tokenizer = TitleTokenizer.from_config(gen_config)
+    movies = load_prepared(gen_config["data"]["prepared_dir"]).movies
+    known = {w for t in movies.loc[movies["split"] == "train", "title"] for w in tokenizer.normal_form(t).split()}
+    test_titles = poster_titles(gen_config, "test", tokenizer).movies["title"]
+    test_words = [w for t in test_titles for w in tokenizer.normal_form(t).split()]
+    truth = metrics["true_titles"]
+    assert truth["generated"] == metrics["titles"]
+    assert truth["share_real_words"] == pytest.approx(np.mean([w in known for w in test_words]))
     report = (out / "report.md").read_text()
     for heading in ("swap test", "Cross-entropy", "Made-up titles", "Generated titles", "Samples"):
         assert heading in report
@@ -111,6 +123,10 @@ def test_conditioning_ablation_trains_and_scores_each_variant(gen_config):
         metrics = json.loads((generator_report.evaluate_generator(variant, samples=5) / "metrics.json").read_text())
         assert float(row.split("|")[2]) == pytest.approx(metrics["swap_test"]["bits_per_char_true"], abs=1e-3)
     assert rows[0] != rows[1]  # two different decoders
+    reference = next(line for line in table.splitlines() if line.startswith("| the true titles"))
+    truth = metrics["true_titles"]
+    assert [float(c) for c in reference.split("|")[6:8]] == pytest.approx(
+        [truth["share_real_words"], truth["share_new"]], abs=1e-3)
     assert (out / "report.md").read_text().count("| poster vector") == 2
     with pytest.raises(ValueError, match="unknown conditioning variant.*'posterior'"):
         generator_report.compare_conditioning(config, ["posterior"])
