@@ -60,7 +60,8 @@ class ImageEncoder:
             lambda images: model(images, training=False),
             input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)],
         )
-        self._preprocess_batch = tf.function(self._preprocess_each, input_signature=[tf.TensorSpec([None], tf.string)] * 2)
+        self._preprocess_batch = tf.function(self._preprocess_each,
+                                             input_signature=[tf.TensorSpec([None], tf.string)] * 2)
 
     def preprocess(self, image_bytes: tf.Tensor, label="poster") -> tf.Tensor:
         """Encoded image (scalar string tensor) -> [S, S, 3] float32 network input.
@@ -97,7 +98,8 @@ class ImageEncoder:
     def preprocess_batch(self, image_bytes: Sequence[bytes], labels: Sequence[str]) -> tf.Tensor:
         """Encoded images -> the network's input batch [B, S, S, 3], decoded in parallel in one graph call;
         `labels` (e.g. file names) name a bad image in the error."""
-        return self._preprocess_batch(tf.constant(list(image_bytes), tf.string), tf.constant(list(labels), tf.string))
+        return self._preprocess_batch(tf.constant(list(image_bytes), tf.string),
+                                      tf.constant(list(labels), tf.string))
 
     def embed(self, images) -> np.ndarray:
         """Preprocessed batch [B, S, S, 3] float32 -> features [B, dim] float32."""

@@ -39,8 +39,8 @@ def embed_posters(encoder, paths: list[str], batch_size: int, images: list[bytes
     """Features [N, dim] of posters: the files at `paths`, or their encoded `images` (named by `paths`).
 
     A batch is decoded, then embedded, one step after the other. A tf.data pipeline decoding ahead
-    beside the network, as this was before, left a 2-core CPU 40% idle in about half of the runs
-    (~95 instead of ~150 posters/s, AMD EPYC): the two sets of threads waited on each other.
+    beside the network left a 2-core CPU 40% idle in about half of the runs (~95 instead of ~150
+    posters/s, AMD EPYC): the two sets of threads waited on each other.
     """
     parts = [np.zeros((0, encoder.dim), np.float32)]
     for start in range(0, len(paths), batch_size):
