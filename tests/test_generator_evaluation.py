@@ -2,6 +2,7 @@
 made-up title ranking, generated-title metrics, user pairs, and the embedding comparison."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,11 @@ def test_report_holds_every_table(gen_config):
     truth = metrics["true_titles"]
     assert truth["generated"] == metrics["titles"]
     assert truth["share_real_words"] == pytest.approx(np.mean([w in known for w in test_words]))
+    html = (out / "report.html").read_text()
+    row = re.search(r"<tr><td>share_real_words</td><td[^>]*>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", html)
+    assert "<th>true titles</th>" in html and row is not None
+    assert [float(row.group(1)), float(row.group(2))] == pytest.approx(
+        [generated["share_real_words"], truth["share_real_words"]], abs=1e-3)
     report = (out / "report.md").read_text()
     for heading in ("swap test", "Cross-entropy", "Made-up titles", "Generated titles", "Samples"):
         assert heading in report

@@ -158,10 +158,12 @@ def generator_tables(payload: Mapping[str, Any]) -> str:
                   _table("made-up-titles", ["ranked by", *keys],
                          [[f"<td>{_e(name)}</td>"] + [_td(r.get(k, "-")) for k in keys]
                           for name, r in ranking.get("rankers", {}).items()])]
-    generated = payload.get("generated")
+    generated, truth = payload.get("generated"), payload.get("true_titles") or {}
     if generated:
+        columns = ["metric", "generated"] + (["true titles"] if truth else [])
         parts += ["<h2>Generated titles</h2>", _table(
-            "generated", ["metric", "value"], [[f"<td>{_e(k)}</td>", _td(v)] for k, v in generated.items()])]
+            "generated", columns, [[f"<td>{_e(k)}</td>", _td(v)] + ([_td(truth.get(k, "-"))] if truth else [])
+                                   for k, v in generated.items()])]
     return "\n".join(parts)
 
 
