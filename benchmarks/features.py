@@ -72,7 +72,7 @@ def poster_paths(config: dict, count: int) -> list[str]:
 def poster_figures(config: dict, count: int) -> dict:
     from movietitles.encoders.flops import keras_model_flops
     from movietitles.encoders.image import build_image_encoder
-    from movietitles.features.extract import embed_posters
+    from movietitles.features.extract import decode_posters, embed_posters
 
     cfg = config["encoders"]["image"]
     paths = poster_paths(config, count)
@@ -82,9 +82,8 @@ def poster_figures(config: dict, count: int) -> dict:
     end_to_end = timed(lambda: embed_posters(encoder, paths, batch_size),
                        lambda: embed_posters(encoder, few, batch_size))
     batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
-    pipeline = timed(lambda: [encoder.preprocess_batch([Path(p).read_bytes() for p in names], names)
-                              for names in batches])
-    batch = encoder.preprocess_batch([Path(p).read_bytes() for p in batches[0]], batches[0])
+    pipeline = timed(lambda: [decode_posters(encoder, names) for names in batches])
+    batch = decode_posters(encoder, batches[0])
     steps = max(1, len(paths) // batch_size)
     forward = timed(lambda: [encoder.embed(batch) for _ in range(steps)], lambda: encoder.embed(batch))
     return {"encoder": f"{encoder.cache_key}, batch {batch_size}", "count": len(paths),

@@ -44,10 +44,17 @@ def embed_posters(encoder, paths: list[str], batch_size: int, images: list[bytes
     """
     parts = [np.zeros((0, encoder.dim), np.float32)]
     for start in range(0, len(paths), batch_size):
-        names = [str(p) for p in paths[start:start + batch_size]]
-        data = [Path(p).read_bytes() for p in names] if images is None else images[start:start + batch_size]
-        parts.append(encoder.embed(encoder.preprocess_batch(data, names)))
+        end = start + batch_size
+        batch = decode_posters(encoder, paths[start:end], None if images is None else images[start:end])
+        parts.append(encoder.embed(batch))
     return np.concatenate(parts)
+
+
+def decode_posters(encoder, paths: list[str], images: list[bytes] | None = None):
+    """One batch of the network's inputs [B, S, S, 3]: the files at `paths`, or their encoded `images`
+    (named by `paths` in an error)."""
+    names = [str(p) for p in paths]
+    return encoder.preprocess_batch([Path(p).read_bytes() for p in names] if images is None else images, names)
 
 
 def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0, num_shards: int = 1,
