@@ -206,6 +206,7 @@ def genre_hparams(config: dict, task: str) -> dict:
         "hidden_units": model.get("hidden_units"),
         "dropout": model.get("dropout"),
         "text_channel": model.get("text_channel", False),
+        "modality_logits": model.get("modality_logits", False),  # fusion: per-modality logits + a joint branch
         "ensemble": model.get("ensemble", 1),
         "finetune_layers": model.get("finetune_layers", 0),  # MiniLM layers the title model fine-tunes itself
         "learning_rate": gcfg["learning_rate"],

@@ -70,6 +70,12 @@ for task, version_dir in exports.items():
     np.save(work / f"{task}_embeddings_probabilities.npy", emb["probabilities"].numpy())
     (work / f"{task}_genres.json").write_text(json.dumps([g.decode() for g in out["genres"].numpy()]))
 
+# The fusion model sent a zero poster embedding (no poster).
+fusion = tf.saved_model.load(exports["fusion"]).signatures["embeddings"]
+titles_only = fusion(title_embedding=tf.constant(np.load(work / "title_embedding.npy")), title_text=raw["title"],
+                     poster_embedding=tf.zeros_like(np.load(work / "poster_embedding.npy")))
+np.save(work / "fusion_without_poster.npy", titles_only["probabilities"].numpy())
+
 # A request with a huge poster (a 48 KB PNG of 20,000 x 20,000 pixels) among good ones, then the next request.
 serve = tf.saved_model.load(exports["poster"]).signatures["serving_default"]
 good = raw["poster"][:2]
@@ -179,6 +185,21 @@ def test_fresh_process_matches_the_in_memory_path(fresh, reference, exports, tin
         np.testing.assert_array_equal(predicted, (probabilities >= thresholds).astype(np.int32))
         assert json.loads((fresh / f"{task}_genres.json").read_text()) == [
             "|".join(g for g, p in zip(genres, row) if p) for row in predicted]
+
+
+def test_the_fusion_export_answers_from_the_title_alone_for_a_zero_poster(fresh, reference, trained, samples):
+    import keras
+
+    model = load_genre_run(trained["fusion"])[0]
+    title_parts = keras.Model(model.inputs, [model.get_layer(name).output
+                                             for name in ("title_gated_logits", "word_logits", "char_logits")])
+    embeddings = reference[0]
+    inputs = {"title": tf.constant(embeddings["title"]), "poster": tf.zeros_like(embeddings["poster"]),
+              "title_text": tf.constant(samples[0])}
+    logits = sum(np.asarray(part) for part in title_parts(inputs))
+    served = np.load(fresh / "fusion_without_poster.npy")
+    np.testing.assert_allclose(served, 1 / (1 + np.exp(-logits)), atol=1e-5, rtol=0)
+    assert np.abs(served - reference[1]["fusion"][0]).max() > 1e-3  # the poster did count when it was there
 
 
 def test_a_server_refuses_a_huge_poster_by_index_and_serves_the_next_request(fresh, reference):

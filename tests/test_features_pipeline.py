@@ -39,6 +39,19 @@ def test_title_only_movies_train_the_title_model_only(tiny_config):
     assert not held_out & set(with_corpus.movies["id"])
 
 
+def test_title_only_movies_come_with_a_zero_poster_when_asked(tiny_config):
+    every = load_split(tiny_config, "train", (TITLE, POSTER), require_poster=False)
+    with_posters = load_split(tiny_config, "train", (TITLE, POSTER))
+    assert set(every.movies["id"]) == set(load_split(tiny_config, "train", (TITLE,)).movies["id"])
+    has_poster = every.movies["has_poster"].to_numpy()
+    assert (~has_poster).any() and not every.inputs[POSTER][~has_poster].any()
+    assert np.all(np.any(every.inputs[POSTER][has_poster] != 0, axis=1))
+    position = dict(zip(with_posters.movies["id"], range(len(with_posters))))
+    rows = [position[i] for i in every.movies["id"][has_poster]]
+    np.testing.assert_array_equal(every.inputs[POSTER][has_poster], with_posters.inputs[POSTER][rows])
+    np.testing.assert_array_equal(every.inputs[TITLE][has_poster], with_posters.inputs[TITLE][rows])
+
+
 def test_dataset_yields_named_inputs_labels_and_text(tiny_config):
     features = load_split(tiny_config, "train", (TITLE, POSTER))
     batch_inputs, batch_labels = next(iter(make_dataset(features, 8, shuffle=True, with_text=True)))

@@ -32,3 +32,38 @@ def test_tfidf_channel_matches_scikit_learn_and_survives_saving(tmp_path):
     model.save(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(restored(inputs).numpy(), model(inputs).numpy(), atol=1e-6)
+
+
+def test_modality_logits_add_and_a_zero_poster_leaves_the_title_branches_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    titles = rng.normal(size=(len(TITLES), 8)).astype("float32")
+    posters = rng.uniform(0.1, 1.0, size=(len(TITLES), 6)).astype("float32")
+    posters[::3] = 0.0  # title-only movies
+    model = build_genre_model({"title": titles, "poster": posters, TITLE_TEXT: TITLES}, ["a", "b", "c"],
+                              hidden_units=[4], modality_logits=True, joint_units=5, text_max_tokens=1000)
+    # The poster's standardisation is adapted on the movies that have one.
+    np.testing.assert_allclose(model.get_layer("poster_standardise").mean.numpy().ravel(),
+                               posters[posters.any(axis=1)].mean(axis=0), rtol=1e-5)
+    inputs = {"title": tf.constant(titles), "poster": tf.constant(posters), TITLE_TEXT: tf.constant(TITLES)}
+    parts = ["title_gated_logits", "poster_gated_logits", "joint_gated_logits", "word_logits", "char_logits"]
+    branches = keras.Model(model.inputs, [model.get_layer(name).output for name in parts])(inputs)
+    logits = sum(keras.ops.convert_to_numpy(b) for b in branches)
+    np.testing.assert_allclose(model(inputs).numpy(), 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    no_poster = ~posters.any(axis=1)
+    for name in ("poster_gated_logits", "joint_gated_logits"):
+        silent = keras.ops.convert_to_numpy(branches[parts.index(name)])[no_poster]
+        assert not silent.any()
+    assert np.abs(keras.ops.convert_to_numpy(branches[1])[~no_poster]).max() > 0
+
+    # Rows without a poster teach the poster and joint branches nothing.
+    only_titles = {k: tf.gather(v, np.flatnonzero(no_poster)) for k, v in inputs.items()}
+    with tf.GradientTape() as tape:
+        loss = keras.losses.binary_crossentropy(tf.ones((int(no_poster.sum()), 3)), model(only_titles, training=True))
+    gradients = dict(zip((v.path for v in model.trainable_variables),
+                         tape.gradient(loss, model.trainable_variables)))
+    for path in ("poster_hidden_0/kernel", "poster_logits/kernel", "joint_hidden/kernel", "joint_logits/kernel"):
+        assert not np.any(keras.ops.convert_to_numpy(gradients[path])), path
+    assert np.any(keras.ops.convert_to_numpy(gradients["title_logits/kernel"]))
+    model.save(tmp_path / "fusion.keras")
+    restored = keras.saving.load_model(tmp_path / "fusion.keras")
+    np.testing.assert_allclose(restored(inputs).numpy(), model(inputs).numpy(), atol=1e-6)

@@ -14,6 +14,7 @@ import yaml
 
 from movietitles.config import with_overrides
 from movietitles.evaluate import MODEL_ROWS, evaluate_genres
+from movietitles.features.pipeline import load_split
 from movietitles.training import loop
 from movietitles.training.genre import GENRE_TASKS, load_genre_run, run_directory, train_genre_model
 
@@ -34,6 +35,19 @@ def test_each_run_keeps_model_thresholds_config_and_tensorboard_logs(tiny_config
     title_summary = load_genre_run(trained["title"])[2]
     assert title_summary["training_title_only_movies"] > 0
     assert load_genre_run(trained["poster"])[2]["training_title_only_movies"] == 0
+    # The default fusion model (modality_logits) learns from the title corpus too, with no poster.
+    fusion_summary = load_genre_run(trained["fusion"])[2]
+    assert fusion_summary["training_movies"] == title_summary["training_movies"]
+    assert fusion_summary["training_title_only_movies"] == title_summary["training_title_only_movies"]
+
+
+def test_a_concatenate_only_fusion_model_trains_on_poster_movies_only(tiny_config, tmp_path):
+    config = with_overrides(tiny_config, {"genre.runs_dir": str(tmp_path / "runs"), "genre.epochs": 1,
+                                          "genre.models.fusion.modality_logits": False})
+    model, _, summary = load_genre_run(train_genre_model(config, "fusion"))
+    assert summary["training_title_only_movies"] == 0
+    assert summary["training_movies"] == len(load_split(config, "train", GENRE_TASKS["fusion"]))
+    assert "poster_logits" not in [layer.name for layer in model.layers]
 
 
 def test_finished_run_is_not_retrained(tiny_config, trained):

@@ -103,6 +103,7 @@ def test_posters_thresholds_and_hparams_read_back(synthetic_run):
     hparams = {k: v.string_value or v.number_value for k, v in start.hparams.items()}
     assert hparams["task"] == "fusion" and hparams["imbalance"] == "pos_weight" and hparams["dropout"] == 0.6
     assert hparams["hidden_units"] == "[512]" and start.group_name == "fusion-0123456789"
+    assert start.hparams["modality_logits"].bool_value  # the default fusion architecture
     (macro,) = multiplexer.Tensors(session, "hparams/val_tuned_macro_f1")
     expected = f1_score(labels, predict(scores, thresholds), average="macro", zero_division=0)
     assert float(tensor_util.make_ndarray(macro.tensor_proto)) == pytest.approx(expected, abs=1e-6)

@@ -60,9 +60,10 @@ def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: 
                require_poster: bool | None = None) -> Features:
     """The movies of `split` that have every requested input (and labels), with their cached embeddings.
 
-    Asking for POSTER restricts to movies with a usable poster. Asking only for TITLE includes
-    title-only movies (the title corpus, in train) unless `require_poster` is set, which keeps
-    the same movies as the poster and fusion models see.
+    Asking for POSTER restricts to movies with a usable poster, unless `require_poster` is False: then the
+    title-only movies come too, each with a zero poster vector (which a `modality_logits` fusion model reads
+    as no poster). Asking only for TITLE includes title-only movies (the title corpus, in train) unless
+    `require_poster` is set, which keeps the same movies as the poster model sees.
     """
     if split not in SPLITS + ("all",):
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'all'")
@@ -80,8 +81,10 @@ def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: 
         if kind not in inputs:
             continue
         table = _cached(config, kind, rows).load()
-        position = pd.Series(np.arange(len(rows)), index=rows["id"].to_numpy())
-        arrays[kind] = np.asarray(table[position.loc[chosen["id"]].to_numpy()], dtype=np.float32)
+        found = pd.Series(np.arange(len(rows)), index=rows["id"].to_numpy()).reindex(chosen["id"].to_numpy())
+        present = found.notna().to_numpy()
+        arrays[kind] = np.zeros((len(chosen), table.shape[1]), np.float32)  # zeros: no poster
+        arrays[kind][present] = table[found[present].to_numpy(dtype=np.int64)]
     return Features(chosen.reset_index(drop=True), prepared.genres, arrays, label_matrix(chosen, prepared.genres))
 
 

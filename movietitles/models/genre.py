@@ -4,6 +4,12 @@ One functional architecture serves all three: each input is standardised (a Norm
 layer adapted on the training embeddings), several inputs are joined with Concatenate (early
 fusion), then dense layers and one sigmoid output per genre.
 
+With `modality_logits`, a model of several inputs gives each its own dense layers and genre logits,
+and a joint branch on the Concatenate of their hidden states adds the logits of their interactions.
+An input whose vector is all zeros (a movie without a poster) is absent: its branch and the joint one
+add nothing. So the fusion model also learns from the title-only movies, and given a zero poster vector
+it answers from the title alone.
+
 A model may also read the raw title (`title_text`): word 1-2-grams and character 2-5-grams with
 TF-IDF weights (Keras TextVectorization, adapted on the training titles, so it serves in-graph),
 each through a linear layer whose genre logits add to those of the embedding branch. It catches
@@ -103,6 +109,22 @@ def text_logits(text_input, titles: np.ndarray, n_genres: int, max_tokens: int):
     return logits
 
 
+@keras.saving.register_keras_serializable(package="movietitles")
+class Present(keras.layers.Layer):
+    """1.0 for rows whose feature vector has a non-zero value, 0.0 for all-zero rows (a missing input)."""
+
+    def call(self, features):
+        return ops.cast(ops.any(ops.not_equal(features, 0.0), axis=-1, keepdims=True), features.dtype)
+
+
+def _dense_stack(x, hidden_units, dropout: float, prefix: str = ""):
+    x = keras.layers.Dropout(dropout / 2, name=f"{prefix}input_dropout")(x)
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(units, activation="relu", name=f"{prefix}hidden_{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"{prefix}dropout_{i}")(x)
+    return x
+
+
 def build_genre_model(
     inputs: dict[str, np.ndarray],
     genres: list[str],
@@ -110,10 +132,16 @@ def build_genre_model(
     dropout: float = 0.3,
     name: str = "genre_classifier",
     text_max_tokens: int = 100_000,
+    modality_logits: bool = False,
+    joint_units: int = 256,
 ) -> keras.Model:
     """`inputs` maps input name → training embeddings (used to adapt the standardisation), or, for
-    `title_text`, the training titles (used to adapt the n-gram vocabularies and IDF weights)."""
-    model_inputs, branches, extra_logits = {}, [], []
+    `title_text`, the training titles (used to adapt the n-gram vocabularies and IDF weights).
+
+    `modality_logits` (several embedding inputs): per-input branches whose genre logits add, plus a joint
+    branch of `joint_units` on their Concatenate; all-zero rows of an input (absent) are left out of the
+    standardisation's statistics and silence its branch and the joint one."""
+    model_inputs, branches, extra_logits = {}, {}, []
     for input_name, train_features in inputs.items():
         if input_name == TITLE_TEXT:
             text_input = keras.Input(shape=(), dtype="string", name=TITLE_TEXT)
@@ -122,17 +150,31 @@ def build_genre_model(
             continue
         layer_input = keras.Input(shape=(train_features.shape[1],), name=input_name)
         normalise = keras.layers.Normalization(name=f"{input_name}_standardise")
-        normalise.adapt(train_features)
+        normalise.adapt(train_features[np.any(train_features != 0, axis=1)] if modality_logits else train_features)
         model_inputs[input_name] = layer_input
-        branches.append(normalise(layer_input))
-    x = keras.layers.Concatenate(name="fusion")(branches) if len(branches) > 1 else branches[0]
-    x = keras.layers.Dropout(dropout / 2, name="input_dropout")(x)
-    for i, units in enumerate(hidden_units):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
-        x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    if not extra_logits:
+        branches[input_name] = normalise(layer_input)
+    logits = list(extra_logits)
+    if modality_logits and len(branches) > 1:
+        hidden, present = [], []
+        for input_name, x in branches.items():
+            x = _dense_stack(x, hidden_units, dropout, prefix=f"{input_name}_")
+            mask = Present(name=f"{input_name}_present")(model_inputs[input_name])
+            logits.append(keras.layers.Multiply(name=f"{input_name}_gated_logits")(
+                [keras.layers.Dense(len(genres), name=f"{input_name}_logits")(x), mask]))
+            hidden.append(x)
+            present.append(mask)
+        joint = keras.layers.Concatenate(name="fusion")(hidden)
+        joint = keras.layers.Dense(joint_units, activation="relu", name="joint_hidden")(joint)
+        joint = keras.layers.Dense(len(genres), name="joint_logits")(
+            keras.layers.Dropout(dropout, name="joint_dropout")(joint))
+        logits.append(keras.layers.Multiply(name="joint_gated_logits")([joint, *present]))
+        return keras.Model(model_inputs, keras.layers.Activation("sigmoid", name="genres")(
+            keras.layers.Add(name="logits")(logits)), name=name)
+    x = keras.layers.Concatenate(name="fusion")(list(branches.values())) if len(branches) > 1 \
+        else next(iter(branches.values()))
+    x = _dense_stack(x, hidden_units, dropout)
+    if not logits:
         outputs = keras.layers.Dense(len(genres), activation="sigmoid", name="genres")(x)
         return keras.Model(model_inputs, outputs, name=name)
-    logits = keras.layers.Add(name="logits")([keras.layers.Dense(len(genres), name="embedding_logits")(x),
-                                               *extra_logits])
+    logits = keras.layers.Add(name="logits")([keras.layers.Dense(len(genres), name="embedding_logits")(x), *logits])
     return keras.Model(model_inputs, keras.layers.Activation("sigmoid", name="genres")(logits), name=name)

@@ -20,6 +20,9 @@ from movietitles.models.genre import TITLE_TEXT
 GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
 # genre.models.title keys of the model that fine-tunes its encoder (movietitles.models.title_task)
 FINETUNE_KEYS = ("finetune_layers", "finetune_learning_rate", "finetune_warm_start")
+# Options whose keys are left out of a run's name while their switch (the first key) is off, so that the runs
+# made before the keys existed keep their names: the fine-tuning title model, the per-modality fusion heads.
+SWITCHED_KEYS = (FINETUNE_KEYS, ("modality_logits", "joint_units"))
 MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
 
 
@@ -30,8 +33,9 @@ def run_directory(config: dict, task: str) -> Path:
     # model, and settings that change no feature (batch sizes, input limits) retrain nothing.
     features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
     model = dict(config["genre"]["models"][task])
-    if not model.get("finetune_layers"):  # off: the runs made before these keys existed keep their names
-        model = {key: value for key, value in model.items() if key not in FINETUNE_KEYS}
+    for keys in SWITCHED_KEYS:
+        if not model.get(keys[0]):
+            model = {key: value for key, value in model.items() if key not in keys}
     shaping = {"task": task, "seed": config["seed"], "data": config["data"], "features": features,
                "genre": genre, "model": model}
     return Path(config["genre"]["runs_dir"]) / f"{task}-{config_hash(shaping)}"

@@ -79,8 +79,9 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     out_dir = run_dir if is_chief() else run_dir / "workers" / str(os.getpid())
     keras.utils.set_random_seed(config["seed"])
 
-    train = load_split(config, "train", GENRE_TASKS[task],
-                       require_poster=task != "title" or not gcfg["title_corpus"])
+    # The title corpus (title-only movies) trains the title model, and a fusion model that can do without a poster.
+    corpus = gcfg["title_corpus"] and (task == "title" or architecture.get("modality_logits", False))
+    train = load_split(config, "train", GENRE_TASKS[task], require_poster=not corpus)
     val = evaluation_features(config, "validation", task)
     log.info("%s model: %d training movies, %d validation movies", task, len(train), len(val))
 
