@@ -46,7 +46,7 @@ from movietitles.models.genre_runs import (
 log = logging.getLogger("movietitles.evaluate")
 
 MODEL_ROWS = {"title": "title (BERT)", "poster": "poster (CNN)", "fusion": "early fusion (Method 2)"}
-# A fair control: the title model trained only on the movies with posters (what poster and fusion see).
+# A fair control: the title model trained only on the movies with posters (what the poster model sees).
 CONTROL_ROW = "title (BERT), trained on poster movies only"
 LEARNED_ROW = "late fusion: learned"
 STRATEGY_ROWS = (*MODEL_ROWS.values(), "late fusion: product", LEARNED_ROW, "baseline: TF-IDF logreg (title)",
