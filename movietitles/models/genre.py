@@ -141,19 +141,18 @@ def build_genre_model(
     `modality_logits` (several embedding inputs): per-input branches whose genre logits add, plus a joint
     branch of `joint_units` on their Concatenate; all-zero rows of an input (absent) are left out of the
     standardisation's statistics and silence its branch and the joint one."""
-    model_inputs, branches, extra_logits = {}, {}, []
+    model_inputs, branches, logits = {}, {}, []
     for input_name, train_features in inputs.items():
         if input_name == TITLE_TEXT:
             text_input = keras.Input(shape=(), dtype="string", name=TITLE_TEXT)
             model_inputs[TITLE_TEXT] = text_input
-            extra_logits = text_logits(text_input, np.asarray(train_features, dtype=str), len(genres), text_max_tokens)
+            logits = text_logits(text_input, np.asarray(train_features, dtype=str), len(genres), text_max_tokens)
             continue
         layer_input = keras.Input(shape=(train_features.shape[1],), name=input_name)
         normalise = keras.layers.Normalization(name=f"{input_name}_standardise")
         normalise.adapt(train_features[np.any(train_features != 0, axis=1)] if modality_logits else train_features)
         model_inputs[input_name] = layer_input
         branches[input_name] = normalise(layer_input)
-    logits = list(extra_logits)
     if modality_logits and len(branches) > 1:
         hidden, present = [], []
         for input_name, x in branches.items():
