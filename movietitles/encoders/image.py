@@ -112,6 +112,15 @@ class ImageEncoder:
 def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
     """[height, width] int64 read from the header of a JPEG, PNG, GIF, BMP or WebP file, without
     decoding it; [0, 0] for anything else (which the decoder then refuses)."""
+    # One branch runs: a JPEG (nearly every poster) skips the other formats' header arithmetic.
+    return tf.case([(tf.io.is_jpeg(image_bytes),
+                     lambda: tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)),
+                    (tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF"), lambda: _gif_dimensions(image_bytes))],
+                   default=lambda: _png_bmp_webp_dimensions(image_bytes), exclusive=True)
+
+
+def _png_bmp_webp_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
+    """[height, width] int64 from a PNG, BMP or WebP header; [0, 0] for anything else."""
     head = tf.strings.substr(tf.strings.join([tf.strings.substr(image_bytes, 0, 32), "\0" * 32]), 0, 32)
     b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
 
@@ -128,7 +137,6 @@ def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
     bmp_height = little(22, 4)
     formats = [
         (starts(b"\x89PNG"), big(20, 4), big(16, 4)),
-        (starts(b"GIF"), little(8, 2), little(6, 2)),
         (starts(b"BM"), tf.abs(tf.where(bmp_height >= 1 << 31, bmp_height - (1 << 32), bmp_height)), little(18, 4)),
         (starts(b"WEBPVP8 ", 8), little(28, 2) % (1 << 14), little(26, 2) % (1 << 14)),
         (starts(b"WEBPVP8L", 8), 1 + b[22] // 64 + b[23] * 4 + (b[24] % 16) * 1024, 1 + b[21] + (b[22] % 64) * 256),
@@ -137,9 +145,7 @@ def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
     dims = tf.zeros([2], tf.int64)
     for test, height, width in reversed(formats):
         dims = tf.where(test, tf.stack([height, width]), dims)
-    return tf.case([(tf.io.is_jpeg(image_bytes),
-                     lambda: tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)),
-                    (starts(b"GIF"), lambda: _gif_dimensions(image_bytes))], default=lambda: dims, exclusive=True)
+    return dims
 
 
 def _gif_dimensions(data: tf.Tensor) -> tf.Tensor:
