@@ -154,26 +154,34 @@ def build_genre_model(
         model_inputs[input_name] = layer_input
         branches[input_name] = normalise(layer_input)
     if modality_logits and len(branches) > 1:
-        hidden, present = [], []
-        for input_name, x in branches.items():
-            x = _dense_stack(x, hidden_units, dropout, prefix=f"{input_name}_")
-            mask = Present(name=f"{input_name}_present")(model_inputs[input_name])
-            logits.append(keras.layers.Multiply(name=f"{input_name}_gated_logits")(
-                [keras.layers.Dense(len(genres), name=f"{input_name}_logits")(x), mask]))
-            hidden.append(x)
-            present.append(mask)
-        joint = keras.layers.Concatenate(name="fusion")(hidden)
-        joint = keras.layers.Dense(joint_units, activation="relu", name="joint_hidden")(joint)
-        joint = keras.layers.Dense(len(genres), name="joint_logits")(
-            keras.layers.Dropout(dropout, name="joint_dropout")(joint))
-        logits.append(keras.layers.Multiply(name="joint_gated_logits")([joint, *present]))
-        return keras.Model(model_inputs, keras.layers.Activation("sigmoid", name="genres")(
-            keras.layers.Add(name="logits")(logits)), name=name)
-    x = keras.layers.Concatenate(name="fusion")(list(branches.values())) if len(branches) > 1 \
-        else next(iter(branches.values()))
-    x = _dense_stack(x, hidden_units, dropout)
-    if not logits:
-        outputs = keras.layers.Dense(len(genres), activation="sigmoid", name="genres")(x)
-        return keras.Model(model_inputs, outputs, name=name)
-    logits = keras.layers.Add(name="logits")([keras.layers.Dense(len(genres), name="embedding_logits")(x), *logits])
-    return keras.Model(model_inputs, keras.layers.Activation("sigmoid", name="genres")(logits), name=name)
+        logits += _modality_logits(branches, model_inputs, len(genres), hidden_units, dropout, joint_units)
+    else:
+        x = keras.layers.Concatenate(name="fusion")(list(branches.values())) if len(branches) > 1 \
+            else next(iter(branches.values()))
+        x = _dense_stack(x, hidden_units, dropout)
+        if not logits:
+            outputs = keras.layers.Dense(len(genres), activation="sigmoid", name="genres")(x)
+            return keras.Model(model_inputs, outputs, name=name)
+        logits = [keras.layers.Dense(len(genres), name="embedding_logits")(x), *logits]
+    outputs = keras.layers.Activation("sigmoid", name="genres")(keras.layers.Add(name="logits")(logits))
+    return keras.Model(model_inputs, outputs, name=name)
+
+
+def _modality_logits(branches: dict, model_inputs: dict, n_genres: int, hidden_units, dropout: float,
+                     joint_units: int) -> list:
+    """Each input's genre logits from its own dense layers, and the joint branch's on their Concatenate,
+    each gated to zero for rows where one of its inputs is all zeros (absent)."""
+    logits, hidden, present = [], [], []
+    for input_name, x in branches.items():
+        x = _dense_stack(x, hidden_units, dropout, prefix=f"{input_name}_")
+        mask = Present(name=f"{input_name}_present")(model_inputs[input_name])
+        logits.append(keras.layers.Multiply(name=f"{input_name}_gated_logits")(
+            [keras.layers.Dense(n_genres, name=f"{input_name}_logits")(x), mask]))
+        hidden.append(x)
+        present.append(mask)
+    joint = keras.layers.Concatenate(name="fusion")(hidden)
+    joint = keras.layers.Dense(joint_units, activation="relu", name="joint_hidden")(joint)
+    joint = keras.layers.Dropout(dropout, name="joint_dropout")(joint)
+    joint = keras.layers.Dense(n_genres, name="joint_logits")(joint)
+    logits.append(keras.layers.Multiply(name="joint_gated_logits")([joint, *present]))
+    return logits
