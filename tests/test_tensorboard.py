@@ -219,6 +219,7 @@ def test_tensorboard_serves_pr_curves_projector_images_and_hparams(tensorboard_s
         values = {m["name"]["tag"]: m["value"] for m in group["metricValues"] if m["name"]["group"] == ""}
         assert 0 <= values["hparams/val_tuned_macro_f1"] <= 1
         assert values["hparams/test_macro_f1"] == pytest.approx(metrics_json[MODEL_ROWS[task]]["macro_f1"], abs=1e-6)
+    assert by_name[runs["fusion"]]["hparams"]["modality_logits"] is True  # the default fusion architecture
     late = by_name[f"{evaluation.name}/late fusion: mean"]
     assert late["hparams"]["task"] == "late fusion: mean"
 
