@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     strategy = make_strategy(args.strategy)
     config = config_from_args(args)
     if args.task == "generator":
-        ensure_features(config, TASK_INPUTS["generator"])
         print(f"generator model: {train_generator(config, fresh=args.fresh)}")
         return 0
     tasks = list(GENRE_TASKS) if args.task == "genres" else [args.task]

@@ -36,6 +36,7 @@ def tiny_config(tmp_path_factory, minilm_hub_dirs):
         "encoders.text.handle": str(encoder_dir),
         "encoders.text.preprocess_handle": str(preprocess_dir),
         "encoders.image.batch_size": 16,
+        "encoders.ocr.workers": 1,  # one process: the tiny posters do not pay for starting workers
         "genre.runs_dir": str(root / "runs"),
         "genre.epochs": 3,
         "genre.batch_size": 16,

@@ -21,8 +21,10 @@ from movietitles.serving.generator import (
 from movietitles.training.generator import load_generator_run, train_generator
 
 BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
+# The picture-only generator (the one that reads poster text: test_export_generator_text.py).
 TINY_GENERATOR = {"generator.epochs": 1, "generator.warmup_epochs": 1, "generator.gru_units": 16,
-                  "generator.poster_projection": 8, "generator.batch_size": 16}
+                  "generator.poster_projection": 8, "generator.batch_size": 16,
+                  "generator.poster_text.enabled": False}
 N = 3
 # Per poster; the first (the lowest accepted) is so low that sampling becomes greedy.
 TEMPERATURES = [1e-4, 1.0, 0.7, 1.5, 0.7, 1.0]

@@ -38,6 +38,44 @@ def test_ocr_reads_the_words_printed_on_a_poster_largest_first(tmp_path):
     assert "BRIDGE" not in poster_words(lines, min_confidence=1.01)
 
 
+def test_the_batched_reader_reads_what_the_stock_call_reads_in_batches_and_worker_processes(tmp_path):
+    from movietitles.encoders.ocr import PosterTextReader
+
+    posters = [_poster_with_words(tmp_path / f"{i}.png", big, small)
+               for i, (big, small) in enumerate([("STORM", "BRIDGE"), ("NIGHT", "HARBOUR"), ("GLASS", "ORCHARD")])]
+    stock = PosterTextReader({"engine": "rapidocr", "det_limit_side_len": 320})
+    one = PosterTextReader({"engine": "ppocr_batched", "det_limit_side_len": 320, "workers": 1,
+                            "rec_min_width": 320})
+    batched = one.read_files(posters)
+    for lines, stock_lines in zip(batched, map(stock.read, posters)):
+        assert poster_words(lines).split()[:2] == poster_words(stock_lines).split()[:2]
+        assert [line["text"] for line in lines] == [line["text"] for line in stock_lines]
+        np.testing.assert_allclose([line["box"] for line in lines], [line["box"] for line in stock_lines], atol=1.0)
+    workers = PosterTextReader({"engine": "ppocr_batched", "det_limit_side_len": 320, "workers": 2,
+                                "rec_min_width": 320})
+    try:
+        assert workers.read_files(posters * 12) == batched * 12  # 36 posters: two tasks, two processes
+    finally:
+        workers.close()
+    assert one.cache_key != stock.cache_key
+    with pytest.raises(ValueError, match="unknown engine"):
+        PosterTextReader({"engine": "tesseract"})
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
+        one.read(tmp_path / "broken.jpg")
+
+
+def test_the_fused_recognition_graph_computes_what_the_shipped_one_does():
+    from movietitles.encoders.ppocr import DET_MODEL, REC_MODEL, session
+
+    rng = np.random.default_rng(0)
+    for name, shape in ((REC_MODEL, (3, 3, 48, 200)), (DET_MODEL, (2, 3, 96, 64))):
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        fused, shipped = session(name, 1, fused=True), session(name, 1, fused=False)
+        assert len(fused.get_inputs()) == 1
+        np.testing.assert_allclose(fused.run(None, {"x": x})[0], shipped.run(None, {"x": x})[0], atol=1e-4)
+
+
 def test_poster_words_put_the_largest_lettering_first_and_drop_unsure_lines():
     lines = [{"text": "small print", "box": [[0, 0], [9, 0], [9, 5], [0, 5]], "confidence": 0.9},
              {"text": "TITLE", "box": [[0, 10], [9, 10], [9, 40], [0, 40]], "confidence": 0.95},
@@ -203,12 +241,3 @@ def test_a_saturated_copy_gate_keeps_finite_gradients():
     gradients = tape.gradient(loss, [logits, gate])
     assert np.isfinite(log_probs.numpy()).all() and all(np.isfinite(g.numpy()).all() for g in gradients)
     assert np.exp(log_probs.numpy()).sum() == pytest.approx(1.0, abs=1e-5)
-
-
-def test_a_generator_reading_poster_text_is_refused_by_the_exporter_by_name():
-    from movietitles.serving.generator import GeneratorServingModule
-
-    decoder = build_title_decoder(10, 4, 0, np.zeros((10, 3), np.float32), poster_projection=4, gru_units=4,
-                                  poster_text_units=4)
-    with pytest.raises(ValueError, match="reads poster text.*cannot be exported"):
-        GeneratorServingModule(decoder, tokenizer=None, image_encoder=None)

@@ -2,7 +2,7 @@
 
     python -m movietitles.features                       # everything, resuming where a run stopped
     python -m movietitles.features --kinds poster --shard 0 --num-shards 4   # one of 4 workers
-    python -m movietitles.features --kinds poster_text   # OCR of every poster (pip install -e ".[ocr]")
+    python -m movietitles.features --kinds poster_text   # OCR of every poster (`train --task generator` does it too)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=[TITLE, POSTER],
-                        help="poster_text (OCR, ~1 h for 19,670 posters on 2 cores) is computed only when asked")
+                        help="poster_text (OCR, ~40 min for 19,670 posters on 2 cores) is computed only when asked")
     parser.add_argument("--shard", type=int, default=0, help="index of this worker (0-based)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of workers filling the cache")
     args = parser.parse_args(argv)

@@ -143,8 +143,11 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
         rows = poster_rows(prepared.movies)
         paths = rows["poster"].tolist()
         cache = open_cache(config, POSTER_TEXT, reader.cache_key, rows)
-        if fill_cache(cache, lambda r: [reader.read(path) for path in paths[r]], f"poster text ({reader.cache_key})",
-                      shard, num_shards, runtime_info()):
-            write_poster_text_coverage(cache.directory / "coverage.md", rows, cache.load(), prepared.genres)
+        try:
+            if fill_cache(cache, lambda r: reader.read_files(paths[r]), f"poster text ({reader.cache_key})",
+                          shard, num_shards, runtime_info()):
+                write_poster_text_coverage(cache.directory / "coverage.md", rows, cache.load(), prepared.genres)
+        finally:
+            reader.close()
         directories[POSTER_TEXT] = cache.directory
     return directories

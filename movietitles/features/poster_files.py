@@ -28,14 +28,31 @@ def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarr
     return encoder.embed(tf.stack(images))
 
 
-def poster_text_of_files(generator_config: dict, tokenizer, paths: Sequence[str | Path]) -> np.ndarray | None:
-    """The subword ids of the text OCR reads on each poster file, for a generator config that reads poster text
-    (None for one that does not)."""
+def read_poster_text(generator_config: dict, paths: Sequence[str | Path]) -> list[str] | None:
+    """The words OCR reads on each poster file, as the one string a text-reading generator (and its export's
+    `poster_text` input) takes; None for a generator config that does not read poster text."""
     text_cfg = generator_config["generator"].get("poster_text") or {}
     if not text_cfg.get("enabled"):
         return None
     from movietitles.encoders.ocr import PosterTextReader
-    from movietitles.generator.data import poster_text_ids
+    from movietitles.generator.data import poster_text_strings
 
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"poster file not found: {path}")
     reader = PosterTextReader(generator_config["encoders"]["ocr"])
-    return poster_text_ids([reader.read(str(path)) for path in paths], tokenizer, text_cfg)
+    try:
+        return poster_text_strings(reader.read_files(paths), text_cfg)
+    finally:
+        reader.close()
+
+
+def poster_text_of_files(generator_config: dict, tokenizer, paths: Sequence[str | Path]) -> np.ndarray | None:
+    """The subword ids of the text OCR reads on each poster file, for a generator config that reads poster text
+    (None for one that does not)."""
+    texts = read_poster_text(generator_config, paths)
+    if texts is None:
+        return None
+    from movietitles.generator.data import text_ids
+
+    return text_ids(texts, tokenizer, generator_config["generator"]["poster_text"]["max_tokens"])

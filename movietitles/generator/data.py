@@ -102,12 +102,22 @@ def _title_set(movies: pd.DataFrame, genre_names: list[str], poster: np.ndarray,
     return TitleSet(movies, genre_names, poster, genres, [p[0] for p in pairs], [p[1] for p in pairs], poster_text)
 
 
-def poster_text_ids(lines_per_poster: list[list[dict]], tokenizer: TitleTokenizer, text_cfg: dict) -> np.ndarray:
+def poster_text_strings(lines_per_poster: list[list[dict]], text_cfg: dict) -> list[str]:
+    """Each poster's OCR lines as the one string a text-reading decoder reads (and its export takes as
+    `poster_text`): largest lettering first, lines under min_confidence left out."""
+    return [poster_words(lines, text_cfg["min_confidence"]) for lines in lines_per_poster]
+
+
+def text_ids(texts: list[str], tokenizer: TitleTokenizer, max_tokens: int) -> np.ndarray:
     """[N, max_tokens] int32: <s> (a sentinel the decoder may attend to when nothing fits), then the subwords
-    of each poster's OCR lines (largest lettering first, those under min_confidence left out), PAD-padded."""
-    texts = [poster_words(lines, text_cfg["min_confidence"]) for lines in lines_per_poster]
-    ids = [[tokenizer.bos_id] + list(t)[: text_cfg["max_tokens"] - 1] for t in tokenizer.encode_batch(texts)]
-    return tokenizer.pad(ids, text_cfg["max_tokens"])
+    of each text, PAD-padded (the exported generator does the same in its graph)."""
+    ids = [[tokenizer.bos_id] + list(t)[: max_tokens - 1] for t in tokenizer.encode_batch(texts)]
+    return tokenizer.pad(ids, max_tokens)
+
+
+def poster_text_ids(lines_per_poster: list[list[dict]], tokenizer: TitleTokenizer, text_cfg: dict) -> np.ndarray:
+    """[N, max_tokens] int32 ids of each poster's OCR lines (`poster_text_strings`, then `text_ids`)."""
+    return text_ids(poster_text_strings(lines_per_poster, text_cfg), tokenizer, text_cfg["max_tokens"])
 
 
 def poster_titles(config: dict, split: str, tokenizer: TitleTokenizer) -> TitleSet:

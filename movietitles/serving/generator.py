@@ -10,7 +10,10 @@ unless started with --xla_cpu_compilation_enabled).
 
 Signature `serving_default` (batch-major):
   inputs   `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP, within the image encoder's max_bytes and
-           max_pixels), `temperature` float32 [B] (in [1e-4, 100], per poster), `genres` float32
+           max_pixels), `temperature` float32 [B] (in [1e-4, 100], per poster), `poster_text` string [B] only
+           for a decoder that reads poster text (the words OCR read on each poster, as
+           `movietitles.features.poster_files.poster_text_strings` writes them: largest lettering first; ""
+           for a poster without text; TF Serving has no OCR, so the client reads them), `genres` float32
            [B, G] only for a decoder trained with genres, and `seed` int64 scalar, optional (the
            signature's default is -1): a seed >= 0 gives the titles that `generate --seed` gives for
            the same posters (in the same order) and temperature; a negative one draws a fresh seed.
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "title_generator"
 OUTPUTS = ("titles", "token_ids")
 NO_SEED = -1  # the `seed` input's default: draw a fresh seed
+WARMUP_POSTER_TEXT = ("THE SILENT GARDEN a film by Ann Lee", "")
 
 
 class GeneratorServingModule(tf.Module):
@@ -54,11 +58,8 @@ class GeneratorServingModule(tf.Module):
     """
 
     def __init__(self, decoder: keras.Model, tokenizer: TitleTokenizer, image_encoder, genre_names=None,
-                 n: int = 5, p: float = 0.9):
+                 n: int = 5, p: float = 0.9, poster_text_tokens: int | None = None):
         super().__init__(name="title_generator_serving")
-        if POSTER_TEXT in decoder.input:
-            raise ValueError("this title generator reads poster text (generator.poster_text.enabled): its OCR runs "
-                             "outside TensorFlow, so it cannot be exported; use `python -m movietitles.generate`")
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n (titles per poster) must be a positive integer, got {n!r}")
         if not 0 < p <= 1:
@@ -85,6 +86,12 @@ class GeneratorServingModule(tf.Module):
         self._image_encoder = image_encoder
         self.image_model = image_encoder.model
         self.detokenizer = tf_text.SentencepieceTokenizer(model=tokenizer.bpemb.spm.serialized_model_proto())
+        self.reads_text = POSTER_TEXT in decoder.input
+        if self.reads_text and not poster_text_tokens:
+            raise ValueError("this title decoder reads poster text: give poster_text_tokens "
+                             "(generator.poster_text.max_tokens of its run)")
+        self._text_tokens = int(poster_text_tokens or 0)
+        self._bos, self._pad = tokenizer.bos_id, tokenizer.pad_id
 
         self._n, self._max_len = n, tokenizer.max_len
         self._eos = tokenizer.eos_id
@@ -97,24 +104,38 @@ class GeneratorServingModule(tf.Module):
         self._shown = tf.constant(shown)
 
         specs = [tf.TensorSpec([None], tf.string, name="poster"), tf.TensorSpec([None], tf.float32, name="temperature")]
+        if self.reads_text:
+            specs.append(tf.TensorSpec([None], tf.string, name=POSTER_TEXT))
         if self.uses_genres:
             specs.append(tf.TensorSpec([None, len(genre_names)], tf.float32, name=GENRES))
         specs.append(tf.TensorSpec([], tf.int64, name="seed"))
         self.input_names = [spec.name for spec in specs]
         # A tensor default becomes the SignatureDef's default, which TF Serving uses when a request leaves it out.
         no_seed = tf.constant(NO_SEED, tf.int64)
-        if self.uses_genres:
-            def serve(poster, temperature, genres, seed=no_seed):
-                return self._serve(poster, temperature, seed, genres)
+        optional = [name for name in (POSTER_TEXT, GENRES) if name in self.input_names]
+
+        def serve(poster, temperature, *conditions, seed=no_seed):
+            return self._serve(poster, temperature, seed, **dict(zip(optional, conditions)))
+
+        # tf.function needs the parameters spelt out: one signature per set of inputs.
+        if optional == [POSTER_TEXT, GENRES]:
+            def serve_inputs(poster, temperature, poster_text, genres, seed=no_seed):
+                return serve(poster, temperature, poster_text, genres, seed=seed)
+        elif optional == [POSTER_TEXT]:
+            def serve_inputs(poster, temperature, poster_text, seed=no_seed):
+                return serve(poster, temperature, poster_text, seed=seed)
+        elif optional == [GENRES]:
+            def serve_inputs(poster, temperature, genres, seed=no_seed):
+                return serve(poster, temperature, genres, seed=seed)
         else:
-            def serve(poster, temperature, seed=no_seed):
-                return self._serve(poster, temperature, seed)
-        self.serve = tf.function(serve, input_signature=specs)
+            def serve_inputs(poster, temperature, seed=no_seed):
+                return serve(poster, temperature, seed=seed)
+        self.serve = tf.function(serve_inputs, input_signature=specs)
 
     def signatures(self) -> dict:
         return {SIGNATURE_RAW: self.serve}  # the tf.function, not a concrete function: that one loses the default
 
-    def _serve(self, posters, temperature, seed, genres=None):
+    def _serve(self, posters, temperature, seed, genres=None, poster_text=None):
         batch = tf.shape(posters)[0]
         checks = [tf.debugging.assert_equal(tf.shape(temperature)[0], batch,
                                             message="poster and temperature must hold the same number of movies"),
@@ -122,17 +143,18 @@ class GeneratorServingModule(tf.Module):
                                                     & (temperature <= MAX_TEMPERATURE)),  # and not NaN
                                       [f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE} for every "
                                        "poster, got", temperature])]
-        if genres is not None:
-            checks.append(tf.debugging.assert_equal(tf.shape(genres)[0], batch,
-                                                    message="poster and genres must hold the same number of movies"))
+        for name, values in ((GENRES, genres), (POSTER_TEXT, poster_text)):
+            if values is not None:
+                checks.append(tf.debugging.assert_equal(tf.shape(values)[0], batch,
+                                                        message=f"poster and {name} must hold the same number of movies"))
         seed = tf.where(seed < 0, tf.random.uniform([], 0, tf.int64.max, tf.int64), seed)
         with tf.control_dependencies(checks):
             # An empty batch skips the image network (it fails on zero images).
-            ids = tf.cond(batch > 0, lambda: self._sample(posters, temperature, seed, genres),
+            ids = tf.cond(batch > 0, lambda: self._sample(posters, temperature, seed, genres, poster_text),
                           lambda: tf.zeros([0, self._n, self._max_len], tf.int32))
         return {"titles": self._detokenize(ids), "token_ids": ids}
 
-    def _sample(self, posters, temperature, seed, genres):
+    def _sample(self, posters, temperature, seed, genres, poster_text):
         """[B, n, max_len] ids: n samples per poster, each after <s> until </s> (then PAD) or max_len ids."""
         n = self._n
         vectors = tf.cast(self.image_model(preprocess_posters(self._image_encoder, posters), training=False),
@@ -140,9 +162,19 @@ class GeneratorServingModule(tf.Module):
         conditions = {POSTER_INPUT: tf.repeat(vectors, n, axis=0)}
         if genres is not None:
             conditions[GENRES] = tf.repeat(genres, n, axis=0)
+        if poster_text is not None:
+            conditions[POSTER_TEXT] = tf.repeat(self._text_ids(poster_text), n, axis=0)
         temperature = tf.repeat(temperature, n)[:, None]
         ids = self._steps.sample_ids(self._chooser, conditions, temperature, tf.shape(temperature)[0], seed)
         return tf.reshape(ids[:, 1:], [-1, n, self._max_len])
+
+    def _text_ids(self, texts):
+        """[B, M] int32 of the poster texts [B], as `generator.data.poster_text_ids` makes them: <s>, then the
+        BPEmb subwords (lowercased, digits as 0, as BPEmb preprocesses) cut to M - 1, then PAD."""
+        normal = tf.strings.regex_replace(tf.strings.lower(texts, encoding="utf-8"), r"\d", "0")
+        pieces = tf.cast(self.detokenizer.tokenize(normal), tf.int32)[:, : self._text_tokens - 1]
+        with_bos = tf.concat([tf.fill([tf.shape(texts)[0], 1], self._bos), pieces], axis=1)
+        return with_bos.to_tensor(default_value=self._pad, shape=[None, self._text_tokens])
 
     def _detokenize(self, ids):
         """[B, n] strings of [B, n, max_len] ids: the subwords before the first </s>, as TitleTokenizer.decode."""
@@ -159,6 +191,8 @@ def warmup_inputs(module: GeneratorServingModule) -> list[tuple[str, dict[str, n
     for batch in (1, 2):
         inputs = {"poster": np.array([example_poster(seed=i) for i in range(batch)], dtype=object),
                   "temperature": np.full(batch, 0.7, np.float32)}
+        if module.reads_text:  # a poster with printed words and one without
+            inputs[POSTER_TEXT] = np.array(list(WARMUP_POSTER_TEXT[:batch]), dtype=object)
         if module.uses_genres:
             inputs[GENRES] = np.zeros((batch, int(module.genre_names.shape[0])), np.float32)
         requests.append((SIGNATURE_RAW, inputs))
@@ -184,7 +218,8 @@ def export_title_generator(config: dict, out_dir: str | Path = "saved_models", i
                          f"trained with ({image_cache_key(image_cfg)})")
     sampling = sampling_settings(config["generator"]["sampling"], {"n": n})
     module = GeneratorServingModule(run.model, run.tokenizer, image_encoder, run.config["data"]["genres"],
-                                    n=sampling["n"], p=float(sampling["p"]))
+                                    n=sampling["n"], p=float(sampling["p"]),
+                                    poster_text_tokens=(run.config["generator"].get("poster_text") or {}).get("max_tokens"))
     version_dir = save_new_version(module, Path(out_dir) / MODEL_NAME, MODEL_NAME, warmup_inputs(module))
     log.info("title generator (%s) exported to %s", run.run_dir, version_dir)
     return version_dir

@@ -142,6 +142,13 @@ def _check_settings(gcfg: dict) -> None:
             raise ValueError(f"generator.{key} must be an integer >= {minimum}, got {value!r}")
 
 
+def generator_feature_kinds(config: dict) -> tuple[str, ...]:
+    """The feature caches the title generator of `config` reads: poster vectors, and the poster text it reads."""
+    from movietitles.features.extract import POSTER, POSTER_TEXT
+
+    return (POSTER, POSTER_TEXT) if enabled_section(config["generator"], "poster_text") else (POSTER,)
+
+
 def poster_genre_model(config: dict) -> keras.Model:
     """The config's poster genre model (poster vector -> genre probabilities), trained first when missing; for
     `generator.predicted_genres`."""
@@ -166,6 +173,9 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         log.info("title generator already trained in %s (use --fresh to retrain)", run_dir)
         return run_dir
     started = time.perf_counter()
+    from movietitles.features.ensure import ensure_features
+
+    ensure_features(config, generator_feature_kinds(config))
     keras.utils.set_random_seed(config["seed"])
 
     tokenizer = TitleTokenizer.from_config(config)
