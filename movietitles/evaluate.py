@@ -27,7 +27,7 @@ import numpy as np
 from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
 from movietitles.config import config_from_args, config_hash, with_overrides, write_config
 from movietitles.log import setup_logging
-from movietitles.evaluation import baselines, comparisons, late_fusion
+from movietitles.evaluation import baselines, comparisons, late_fusion, poster_words
 from movietitles.evaluation.bootstrap import Bootstrap
 from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
@@ -35,7 +35,8 @@ from movietitles.evaluation.html_report import gallery_records, write_html_repor
 from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
 from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
-from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.ensure import ensure_features
+from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, load_split
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
@@ -133,6 +134,15 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
         test_scores[row] = fitted.predict_proba(stacked(test, names))
         saw[row] = f"{len(train_both)} training movies with posters"
 
+    reads_words = config["evaluation"].get("poster_text", False)
+    if reads_words:  # the poster's printed words: a words row and their combinations with the picture and title
+        target_config = config if data_root is None else other_dataset_config(config, data_root)
+        for where in {id(config): config, id(target_config): target_config}.values():
+            ensure_features(where, (POSTER_TEXT,))
+        poster_words.poster_text_scores(config, target_config, train_both, val, test, val_scores, test_scores,
+                                        title, poster, config["seed"])
+        saw[poster_words.WORDS_ROW] = f"the OCR'd text of {len(train_both)} training posters"
+
     # Thresholds are fitted on validation only (test scores never reach fit_thresholds).
     thresholds = {row: fit_thresholds(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["shrinkage"])
                   for row, scores in val_scores.items()}
@@ -153,8 +163,9 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     predictions["baseline: Comedy + Drama"] = baselines.constant_prediction(["Comedy", "Drama"], genres, len(test))
 
     fusion_rows = [*(f"late fusion: {h}" for h in [*late_fusion.COMBINERS, "union", "intersection"]), LEARNED_ROW,
-                   MODEL_ROWS["fusion"]]
-    order = [title, *([CONTROL_ROW] if CONTROL_ROW in runs else []), poster, *fusion_rows, *fixed_rows,
+                   MODEL_ROWS["fusion"], *([poster_words.ALL_ROW] if reads_words else [])]
+    word_rows = [poster_words.WORDS_ROW, poster_words.PICTURE_WORDS_ROW] if reads_words else []
+    order = [title, *([CONTROL_ROW] if CONTROL_ROW in runs else []), poster, *word_rows, *fusion_rows, *fixed_rows,
              *(r for r in predictions if r.startswith("baseline"))]
     results = {row: multilabel_metrics(test.labels, predictions[row], genres) for row in order}
 
@@ -169,6 +180,8 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     # The headline fusion row is chosen on validation (out-of-sample macro-F1), never on test.
     headline = max((r for r in fusion_rows if r in validation), key=lambda r: validation[r]["macro_f1"])
     answer = comparisons.answer(results, boot, title, poster, headline)
+    if reads_words:
+        answer += poster_words.answer_lines(boot, results, poster, LEARNED_ROW)
 
     what = [config, data_root] + (["keep_overlap"] if keep_overlap else [])
     run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{config_hash(what)}"

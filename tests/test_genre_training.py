@@ -221,3 +221,35 @@ def test_evaluation_on_another_dataset_uses_every_labelled_movie(tiny_config, tr
     overlap = metrics["notes"]["films the training split already holds"]
     assert overlap["films"] == metrics["test_size"] and overlap["same id"] > 0
     assert overlap["evaluated"] == "with them (--keep-overlap)"
+
+
+def test_poster_text_rows_read_the_words_and_answer_what_picture_and_words_add(tiny_config, trained):
+    """With evaluation.poster_text the evaluation reads each poster's OCR words. Here every poster prints its genres
+    (a cache of its own, written as the reader would), so the words row must find them."""
+    from movietitles.data.dataset import load_prepared
+    from movietitles.encoders.ocr import poster_text_cache_key
+    from movietitles.evaluation.poster_words import ALL_ROW, PICTURE_WORDS_ROW, WORDS_ROW
+    from movietitles.features.extract import POSTER_TEXT, open_cache, poster_rows
+
+    config = with_overrides(tiny_config, {"evaluation.poster_text": True, "encoders.ocr.det_limit_side_len": 321})
+    rows = poster_rows(load_prepared(config["data"]["prepared_dir"]).movies)
+    cache = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows)
+    box = [[0, 0], [50, 0], [50, 20], [0, 20]]
+    lines = [[{"text": genre.upper(), "box": box, "confidence": 0.99} for genre in genres.split("|") if genre]
+             for genres in rows["genres"].fillna("")]
+    for index in range(cache.num_chunks):
+        cache.write_chunk(index, lines[cache.chunk_rows(index)])
+    assert cache.merge()
+
+    metrics = json.loads((evaluate_genres(config) / "metrics.json").read_text())
+    models = metrics["models"]
+    for row in (WORDS_ROW, PICTURE_WORDS_ROW, ALL_ROW):
+        assert row in models and models[row]["ci"]["macro_f1"][0] <= models[row]["macro_f1"]
+    assert models[WORDS_ROW]["macro_f1"] >= 0.8 > models["baseline: label prior"]["macro_f1"]
+    validation = metrics["validation_out_of_sample"]  # halves of a tiny validation split: noisier
+    assert validation[WORDS_ROW]["macro_f1"] > validation["baseline: label prior"]["macro_f1"] + 0.2
+    answer = metrics["answer"]
+    assert len(answer) == 8 and answer[5].startswith("The poster's picture adds beyond its words")
+    assert answer[6].startswith("The poster's words add beyond its picture")
+    difference = models[PICTURE_WORDS_ROW]["macro_f1"] - models[MODEL_ROWS["poster"]]["macro_f1"]
+    assert f"{difference:+.3f}" in answer[6]
