@@ -18,12 +18,12 @@ def minilm_hub_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory, minilm_hub_dirs):
     """A config whose data, features and runs all live in a temporary folder, over the tiny dataset,
-    prepared and with its title and poster features cached."""
+    prepared and with its title and poster features and poster text cached."""
     from tiny_dataset import GENRES, make_tiny_movielens
 
     from movietitles.config import load_config, with_overrides
     from movietitles.data.prepare import prepare
-    from movietitles.features.extract import extract_features
+    from movietitles.features.extract import KINDS, extract_features
 
     root = tmp_path_factory.mktemp("tiny")
     encoder_dir, preprocess_dir = minilm_hub_dirs
@@ -47,7 +47,7 @@ def tiny_config(tmp_path_factory, minilm_hub_dirs):
         "genre.models.fusion.ensemble": 1,
     })
     prepare(config, progress=False)
-    extract_features(config)
+    extract_features(config, KINDS)  # the poster text too: the default title generator reads it
     return config
 
 

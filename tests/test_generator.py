@@ -26,6 +26,9 @@ REAL_TITLES = ["Toy Story", "The Lord of the Rings: The Fellowship of the Ring",
 SMALL = {"generator.gru_units": 16, "generator.poster_projection": 8, "generator.batch_size": 16,
          "generator.warmup_epochs": 1, "generator.epochs": 2, "generator.patience": 5}
 
+# Tests of another conditioning (genres, predicted genres, attention) use the picture-only decoder.
+PICTURE_ONLY = {"generator.poster_text.enabled": False}
+
 
 @pytest.fixture(scope="module")
 def bpemb_cfg():
@@ -266,14 +269,16 @@ def test_generate_cli_prints_n_titles_per_sampler(cli, sampler, capsys):
 
 def test_seed_makes_sampling_reproducible(gen_run, cli, capsys):
     from movietitles.generate import generate_titles
+    from movietitles.generator.data import text_ids
 
     first = cli("--sampler", "top_p", "--n", "4", "--seed", "11", capsys=capsys)
     assert first[0] == 0 and cli("--sampler", "top_p", "--n", "4", "--seed", "11", capsys=capsys) == first
     run = load_generator_run(gen_run)
     posters = np.random.default_rng(0).random((2, run.model.input["poster"].shape[-1]), np.float32)
-    a = generate_titles(run, posters, n=3, sampler="top_k", seed=1, temperature=2.0)
-    assert generate_titles(run, posters, n=3, sampler="top_k", seed=1, temperature=2.0) == a
-    assert generate_titles(gen_run, posters, n=3, sampler="top_k", seed=2, temperature=2.0) != a
+    text = text_ids(["", "STORM"], run.tokenizer, run.config["generator"]["poster_text"]["max_tokens"])
+    a = generate_titles(run, posters, n=3, sampler="top_k", seed=1, temperature=2.0, poster_text=text)
+    assert generate_titles(run, posters, n=3, sampler="top_k", seed=1, temperature=2.0, poster_text=text) == a
+    assert generate_titles(gen_run, posters, n=3, sampler="top_k", seed=2, temperature=2.0, poster_text=text) != a
     assert len(a) == 2 and all(len(titles) == 3 for titles in a)
 
 
@@ -292,7 +297,7 @@ def test_generate_errors_name_the_fix(gen_config, cli, capsys, tmp_path):
 def test_a_model_trained_with_genres_takes_genre_names(gen_config, tmp_path, capsys):
     from movietitles import generate
 
-    config = with_overrides(gen_config, {"generator.use_genres": True, "generator.warmup_epochs": 0,
+    config = with_overrides(gen_config, {**PICTURE_ONLY, "generator.use_genres": True, "generator.warmup_epochs": 0,
                                          "generator.epochs": 1})
     run = load_generator_run(train_generator(config))
     assert "genres" in run.model.input
@@ -323,8 +328,9 @@ def test_predicted_genres_condition_the_decoder_through_the_frozen_poster_model(
     from movietitles.features.pipeline import load_split
     from movietitles.models.genre_runs import finished_run, load_genre_run, predict_scores
 
-    config = with_overrides(gen_config, {"generator.predicted_genres": True, "generator.warmup_epochs": 1,
-                                         "generator.epochs": 1, "genre.models.poster.ensemble": 1,
+    config = with_overrides(gen_config, {**PICTURE_ONLY, "generator.predicted_genres": True,
+                                         "generator.warmup_epochs": 1, "generator.epochs": 1,
+                                         "genre.models.poster.ensemble": 1,
                                          "genre.runs_dir": str(tmp_path / "runs")})  # no poster model yet
     off = with_overrides(config, {"generator.predicted_genres": False})
     assert run_directory(config) != run_directory(off)
@@ -404,8 +410,9 @@ def test_poster_attention_attends_over_the_feature_map_and_serves_from_poster_fi
     from movietitles.features.poster_files import embed_poster_files
     from movietitles.serving.generator import export_title_generator
 
-    config = with_overrides(gen_config, {"generator.poster_attention.enabled": True, "generator.warmup_epochs": 1,
-                                         "generator.epochs": 1, "genre.runs_dir": str(tmp_path / "runs")})
+    config = with_overrides(gen_config, {**PICTURE_ONLY, "generator.poster_attention.enabled": True,
+                                         "generator.warmup_epochs": 1, "generator.epochs": 1,
+                                         "genre.runs_dir": str(tmp_path / "runs")})
     with pytest.raises(ValueError, match="poster_attention needs poster features with a feature map "
                                          "\\(encoders.image.pooling: grid\\); these are 2024-d"):
         train_generator(config)

@@ -88,7 +88,8 @@ def test_poster_text_cache_fills_by_shards_and_loads_per_movie(tiny_config):
     from movietitles.features.pipeline import poster_text
     from movietitles.data.dataset import load_prepared
 
-    config = with_overrides(tiny_config, {"features.chunk_size": 8})
+    # A cache of its own (another detector size): tiny_config's poster text is cached already.
+    config = with_overrides(tiny_config, {"features.chunk_size": 8, "encoders.ocr.det_limit_side_len": 322})
     movies = load_prepared(config["data"]["prepared_dir"]).movies
     ids = movies.loc[movies["has_poster"], "id"].tolist()
     with pytest.raises(FileNotFoundError, match="--kinds poster_text"):

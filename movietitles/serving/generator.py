@@ -145,8 +145,8 @@ class GeneratorServingModule(tf.Module):
                                        "poster, got", temperature])]
         for name, values in ((GENRES, genres), (POSTER_TEXT, poster_text)):
             if values is not None:
-                checks.append(tf.debugging.assert_equal(tf.shape(values)[0], batch,
-                                                        message=f"poster and {name} must hold the same number of movies"))
+                checks.append(tf.debugging.assert_equal(
+                    tf.shape(values)[0], batch, message=f"poster and {name} must hold the same number of movies"))
         seed = tf.where(seed < 0, tf.random.uniform([], 0, tf.int64.max, tf.int64), seed)
         with tf.control_dependencies(checks):
             # An empty batch skips the image network (it fails on zero images).
@@ -217,9 +217,9 @@ def export_title_generator(config: dict, out_dir: str | Path = "saved_models", i
         raise ValueError(f"the image encoder {image_encoder.cache_key} is not the one the title generator was "
                          f"trained with ({image_cache_key(image_cfg)})")
     sampling = sampling_settings(config["generator"]["sampling"], {"n": n})
+    text_tokens = (run.config["generator"].get("poster_text") or {}).get("max_tokens")
     module = GeneratorServingModule(run.model, run.tokenizer, image_encoder, run.config["data"]["genres"],
-                                    n=sampling["n"], p=float(sampling["p"]),
-                                    poster_text_tokens=(run.config["generator"].get("poster_text") or {}).get("max_tokens"))
+                                    n=sampling["n"], p=float(sampling["p"]), poster_text_tokens=text_tokens)
     version_dir = save_new_version(module, Path(out_dir) / MODEL_NAME, MODEL_NAME, warmup_inputs(module))
     log.info("title generator (%s) exported to %s", run.run_dir, version_dir)
     return version_dir
