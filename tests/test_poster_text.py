@@ -242,3 +242,18 @@ def test_a_saturated_copy_gate_keeps_finite_gradients():
     gradients = tape.gradient(loss, [logits, gate])
     assert np.isfinite(log_probs.numpy()).all() and all(np.isfinite(g.numpy()).all() for g in gradients)
     assert np.exp(log_probs.numpy()).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_large_poster_is_read_scaled_down_with_its_boxes_in_its_own_pixels(tmp_path):
+    from movietitles.encoders.ocr import PosterTextReader
+
+    small = _poster_with_words(tmp_path / "small.png", "STORM", "BRIDGE")
+    Image.open(small).resize((2400, 3600)).save(tmp_path / "large.png")  # over the 2000-pixel side: scaled to 2000
+    reader = PosterTextReader({"engine": "ppocr_batched", "workers": 1, "rec_min_width": 320})
+    lines, small_lines = reader.read(tmp_path / "large.png"), reader.read(small)
+    assert poster_words(lines).split()[:2] == ["STORM", "BRIDGE"], lines
+    assert [line["text"] for line in lines] == [line["text"] for line in small_lines]
+    # The boxes are in the large poster's pixels: 7.5 times the small poster's, to the detector's margins (which
+    # differ at the two resolutions), far from the scaled-down image's own coordinates (0.56 times those).
+    np.testing.assert_allclose([line["box"] for line in lines], 7.5 * np.array([line["box"] for line in small_lines]),
+                               atol=120)

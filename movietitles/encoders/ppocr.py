@@ -6,13 +6,14 @@ padded to at least 320 pixels wide. Our posters are thumbnails of one size, so t
 - detects text on a batch of posters in one onnxruntime call (posters of one size share the detector's input
   size: 160 x 236 thumbnails are all seen at 320 x 480 for `det_limit_side_len: 320`);
 - recognises the lines of the whole batch together, sorted by aspect ratio so that each recognition batch pads
-  little, and each line only as wide as it is (`rec_min_width`);
+  little: a batch is as wide as its widest line, and at least `rec_min_width` (320, as the stock call pads);
 - runs graphs with the scalar `Mul`/`Add` after each convolution folded into it and the decomposed hard-swish
   `x * clip(x + 3, 0, 6) / 6` as one `HardSwish` op (`fuse_graph`; the same function to within 5e-6), which
   onnxruntime then fuses into the convolution.
 
-What it keeps of the stock call: the detector's post-processing (`DBPostProcess` with the same thresholds),
-the boxes' order (top to bottom, then left to right), the crops, CTC decoding and the 0.5 confidence floor.
+What it keeps of the stock call: posters larger than 2000 pixels on a side scaled down first, the detector's
+post-processing (`DBPostProcess` with the same thresholds), the boxes' order (top to bottom, then left to right),
+the crops, CTC decoding and the 0.5 confidence floor.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 DET_MODEL, REC_MODEL = "ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"
 REC_HEIGHT = 48
+MAX_SIDE = 2000  # the stock call scales larger images down before it detects text
 TEXT_SCORE = 0.5  # the stock call's floor: lines recognised with less confidence are dropped
 OPSET = 17  # HardSwish needs 14
 
@@ -174,6 +176,10 @@ class BatchedPPOCR:
         return (max(32, round(int(width * ratio) / 32) * 32), max(32, round(int(height * ratio) / 32) * 32))
 
     def read_images(self, images: list[np.ndarray]) -> list[list[dict]]:
+        scales = [min(1.0, MAX_SIDE / max(image.shape[:2])) for image in images]
+        images = [image if scale == 1.0 else cv2.resize(image, (int(image.shape[1] * scale),
+                                                                int(image.shape[0] * scale)))
+                  for image, scale in zip(images, scales)]
         crops, owners, boxes = [], [], []
         for indices, size in self._same_size_groups(images):
             scores = self.detector.run(None, {"x": _normalised(np.stack([cv2.resize(images[i], size)
@@ -184,10 +190,11 @@ class BatchedPPOCR:
                     owners.append(i)
                     boxes.append(box)
         lines = [[] for _ in images]
-        for k, (text, confidence) in zip(range(len(crops)), self._recognise(crops)):
+        for k, (text, confidence) in enumerate(self._recognise(crops)):
             if confidence >= TEXT_SCORE:
+                corners = boxes[k] / scales[owners[k]]  # in the poster's own pixels
                 lines[owners[k]].append({"text": text, "box": [[round(float(x), 1), round(float(y), 1)]
-                                                                for x, y in boxes[k]],
+                                                                for x, y in corners],
                                          "confidence": round(float(confidence), 4)})
         return lines
 
@@ -217,14 +224,12 @@ class BatchedPPOCR:
             batch = order[start:start + self.rec_batch_size]
             width = max(self.rec_min_width, math.ceil(REC_HEIGHT * ratios[batch].max() / 8) * 8)
             inputs = np.zeros((len(batch), REC_HEIGHT, width, 3), np.uint8)
-            padding = np.zeros(len(batch), int)
-            for row, k in enumerate(batch):
-                resized_width = min(width, math.ceil(REC_HEIGHT * ratios[k]))
-                inputs[row, :, :resized_width] = cv2.resize(crops[k], (resized_width, REC_HEIGHT))
-                padding[row] = resized_width
+            widths = [min(width, math.ceil(REC_HEIGHT * ratios[k])) for k in batch]
+            for row, (k, line_width) in enumerate(zip(batch, widths)):
+                inputs[row, :, :line_width] = cv2.resize(crops[k], (line_width, REC_HEIGHT))
             x = _normalised(inputs)
-            for row, resized_width in enumerate(padding):
-                x[row, :, :, resized_width:] = 0.0  # padding is 0 after normalisation, as in the stock call
+            for row, line_width in enumerate(widths):
+                x[row, :, :, line_width:] = 0.0  # padding is 0 after normalisation, as in the stock call
             for k, (text, confidence) in zip(batch, self.decode(self.recogniser.run(None, {"x": x})[0])):
                 results[k] = (text, confidence)
         return results
