@@ -137,7 +137,7 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     reads_words = config["evaluation"].get("poster_text", False)
     if reads_words:  # the poster's printed words: a words row and their combinations with the picture and title
         target_config = config if data_root is None else other_dataset_config(config, data_root)
-        for where in {id(config): config, id(target_config): target_config}.values():
+        for where in [config] + ([target_config] if target_config is not config else []):
             ensure_features(where, (POSTER_TEXT,))
         poster_words.poster_text_scores(config, target_config, train_both, val, test, val_scores, test_scores,
                                         title, poster, config["seed"])

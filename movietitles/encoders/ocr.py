@@ -93,7 +93,7 @@ class PosterTextReader:
         self.side = int(config.get("det_limit_side_len", 320))
         self.use_angle_cls = bool(config.get("use_angle_cls", False))
         self.workers = int(config.get("workers") or os.cpu_count() or 1)
-        threads = config.get("threads")  # per process; null: onnxruntime's default (every core) for one process
+        threads = config.get("threads")  # per process; null: 1 for ppocr_batched, onnxruntime's default for rapidocr
         if self.engine == "rapidocr":
             from rapidocr_onnxruntime import RapidOCR
 

@@ -30,7 +30,7 @@ def mask_poster_text(image: Image.Image, lines: list[dict], margin: float = MARG
     """`image` (RGB) with the text of `lines` inpainted away; unchanged when no text was found."""
     if not lines:
         return image
-    import cv2  # installed with the OCR engine (pip install -e ".[ocr]")
+    import cv2  # installed with the OCR engine (rapidocr-onnxruntime)
 
     mask = np.asarray(text_mask(image.size, lines, margin))
     radius = max(3, int(np.median([max(y for _, y in l["box"]) - min(y for _, y in l["box"]) for l in lines]) / 2))
