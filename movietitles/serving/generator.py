@@ -12,7 +12,7 @@ Signature `serving_default` (batch-major):
   inputs   `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP, within the image encoder's max_bytes and
            max_pixels), `temperature` float32 [B] (in [1e-4, 100], per poster), `poster_text` string [B] only
            for a decoder that reads poster text (the words OCR read on each poster, as
-           `movietitles.features.poster_files.poster_text_strings` writes them: largest lettering first; ""
+           `movietitles.features.poster_files.read_poster_text` gives them: largest lettering first; ""
            for a poster without text; TF Serving has no OCR, so the client reads them), `genres` float32
            [B, G] only for a decoder trained with genres, and `seed` int64 scalar, optional (the
            signature's default is -1): a seed >= 0 gives the titles that `generate --seed` gives for
@@ -112,25 +112,20 @@ class GeneratorServingModule(tf.Module):
         self.input_names = [spec.name for spec in specs]
         # A tensor default becomes the SignatureDef's default, which TF Serving uses when a request leaves it out.
         no_seed = tf.constant(NO_SEED, tf.int64)
-        optional = [name for name in (POSTER_TEXT, GENRES) if name in self.input_names]
-
-        def serve(poster, temperature, *conditions, seed=no_seed):
-            return self._serve(poster, temperature, seed, **dict(zip(optional, conditions)))
-
         # tf.function needs the parameters spelt out: one signature per set of inputs.
-        if optional == [POSTER_TEXT, GENRES]:
-            def serve_inputs(poster, temperature, poster_text, genres, seed=no_seed):
-                return serve(poster, temperature, poster_text, genres, seed=seed)
-        elif optional == [POSTER_TEXT]:
-            def serve_inputs(poster, temperature, poster_text, seed=no_seed):
-                return serve(poster, temperature, poster_text, seed=seed)
-        elif optional == [GENRES]:
-            def serve_inputs(poster, temperature, genres, seed=no_seed):
-                return serve(poster, temperature, genres, seed=seed)
+        if self.reads_text and self.uses_genres:
+            def serve(poster, temperature, poster_text, genres, seed=no_seed):
+                return self._serve(poster, temperature, seed, genres=genres, poster_text=poster_text)
+        elif self.reads_text:
+            def serve(poster, temperature, poster_text, seed=no_seed):
+                return self._serve(poster, temperature, seed, poster_text=poster_text)
+        elif self.uses_genres:
+            def serve(poster, temperature, genres, seed=no_seed):
+                return self._serve(poster, temperature, seed, genres=genres)
         else:
-            def serve_inputs(poster, temperature, seed=no_seed):
-                return serve(poster, temperature, seed=seed)
-        self.serve = tf.function(serve_inputs, input_signature=specs)
+            def serve(poster, temperature, seed=no_seed):
+                return self._serve(poster, temperature, seed)
+        self.serve = tf.function(serve, input_signature=specs)
 
     def signatures(self) -> dict:
         return {SIGNATURE_RAW: self.serve}  # the tf.function, not a concrete function: that one loses the default
