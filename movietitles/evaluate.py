@@ -6,6 +6,8 @@ fusion (Method 2) — plus baselines fitted in the same run on the same split. P
 are fitted on the validation split only (genre.thresholds); the Keras models are also shown at a
 fixed 0.5. Every score carries a 95% bootstrap interval over the test movies, and rows are compared
 in pairs on the same resamples (see evaluation/bootstrap.py and evaluation/comparisons.py).
+Beside metrics.json, predictions.csv holds every row's probabilities and predicted genres per movie
+(evaluation/predictions.py).
 
     python -m movietitles.evaluate                  # after python -m movietitles.train --task genres
     python -m movietitles.evaluate --eval-root ROOT --set data.source=manifest   # a new batch of films
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
-from movietitles.config import config_from_args, config_hash, with_overrides, write_config
+from movietitles.config import config_from_args, config_hash, identity, with_overrides, write_config
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, comparisons, late_fusion, poster_words
 from movietitles.evaluation.bootstrap import Bootstrap
@@ -33,6 +35,7 @@ from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
 from movietitles.evaluation.html_report import gallery_records, write_html_report
 from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
+from movietitles.evaluation.predictions import predictions_table, write_predictions
 from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
 from movietitles.features.ensure import ensure_features
@@ -79,6 +82,12 @@ def strategy_section(strategies: dict[str, dict[str, dict]]) -> str:
                       "Macro-F1 / micro-F1 of thresholds tuned on one half of the validation movies and scored on "
                       "the other (mean of random halvings). The configured strategy is chosen on this table, "
                       "never on test.", "", markdown_table(["Model", *STRATEGIES], rows)])
+
+
+def evaluation_directory(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> Path:
+    """`<genre.runs_dir>/evaluation-<hash of the config and the data evaluated on>`."""
+    what = [identity(config), data_root] + (["keep_overlap"] if keep_overlap else [])
+    return Path(config["genre"]["runs_dir"]) / f"evaluation-{config_hash(what)}"
 
 
 def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> Path:
@@ -183,8 +192,7 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     if reads_words:
         answer += poster_words.answer_lines(boot, results, poster, LEARNED_ROW)
 
-    what = [config, data_root] + (["keep_overlap"] if keep_overlap else [])
-    run_dir = Path(gcfg["runs_dir"]) / f"evaluation-{config_hash(what)}"
+    run_dir = evaluation_directory(config, data_root, keep_overlap)
     write_config(config, run_dir)
     notes = {
         "test set": f"{len(test)} movies: {test_description}",
@@ -220,6 +228,8 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     write_html_report(run_dir, payload, plots, gallery, "Genre prediction results")
     log_evaluation(run_dir, config, test.labels, test_scores, results, genres, test_description,
                    {row: None if data_root else run for row, run in runs.items()})
+    row_scores = {**test_scores, **{row: test_scores[row.removesuffix(" @0.5")] for row in fixed_rows}}
+    write_predictions(run_dir, predictions_table(test.movies, test.labels, genres, order, predictions, row_scores))
     atomic_write_text(run_dir / "thresholds.json", json.dumps(
         {row: dict(zip(genres, map(float, t))) for row, t in thresholds.items()}, indent=2))
     log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)
@@ -253,8 +263,10 @@ def main(argv: list[str] | None = None) -> None:
             print(generator_report.score_pairs(config, args.pairs).to_string(index=False))
             return
         if args.task in ("embeddings", "conditioning"):
-            compare = {"embeddings": generator_report.compare_embeddings,
-                       "conditioning": generator_report.compare_conditioning}[args.task]
+            from movietitles import experiments
+
+            compare = {"embeddings": experiments.compare_embeddings,
+                       "conditioning": experiments.compare_conditioning}[args.task]
             run_dir, table = compare(config)
             print(table)
             print(f"written to {run_dir}")

@@ -8,8 +8,10 @@ over the old one, so a crash leaves the previous version whole. Outputs get the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -92,3 +94,12 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def file_name_for(movie_id: str) -> str:
+    """A file name (no extension) for a movie id: the id itself when it is a plain name (`tt0114709`), otherwise
+    its safe characters and a digest of the id, so that distinct ids (`a/b`, `a_b`) never share a file."""
+    if re.fullmatch(r"\w[\w.-]*", movie_id) and len(movie_id) <= 100:
+        return movie_id
+    safe = re.sub(r"[^\w.-]", "_", movie_id)[:80].lstrip(".") or "id"
+    return f"{safe}-{hashlib.sha256(movie_id.encode('utf-8')).hexdigest()[:12]}"

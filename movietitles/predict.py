@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from movietitles.data.titles import clean_title
 from movietitles.encoders.image import DEFAULT_MAX_BYTES
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.cli import UserError, add_common_arguments, entry_point
@@ -31,7 +32,8 @@ def choose_task(title: str | None, poster: str | Path | None) -> str:
 
 
 def predict_genres(model_dir: str | Path, title: str | None = None, poster: str | Path | None = None) -> dict:
-    """One movie's prediction: {model, version_dir, genres (names), probabilities [G], predicted [G] bool}."""
+    """One movie's prediction: {model, version_dir, title_given, title (as the model read it: cleaned), genres
+    (names), probabilities [G], predicted [G] bool}."""
     import tensorflow as tf
 
     task = choose_task(title, poster)
@@ -40,9 +42,12 @@ def predict_genres(model_dir: str | Path, title: str | None = None, poster: str 
     if version_dir is None:
         raise PredictError(f"no exported {name} model in {Path(model_dir) / name}: "
                            "run `python -m movietitles.export` first")
-    inputs = {}
+    inputs, text, cleaned = {}, None, None
     if title is not None:
-        inputs[TITLE] = tf.constant([check_title(title)])
+        # The models were trained on cleaned titles ("Brave, The (1997)" -> "The Brave"); the graph takes them as sent.
+        text = check_title(title).decode("utf-8")
+        cleaned = clean_title(text).title or text
+        inputs[TITLE] = tf.constant([cleaned.encode("utf-8")])
     model = load_serving_model(version_dir)
     if poster is not None:
         limit = model.max_poster_bytes.numpy() if hasattr(model, "max_poster_bytes") else DEFAULT_MAX_BYTES
@@ -54,7 +59,7 @@ def predict_genres(model_dir: str | Path, title: str | None = None, poster: str 
         raise PredictError(f"poster {poster} {reason}" if reason.startswith("could not be decoded")
                            else f"poster {poster}: {reason}" if "over the limit" in reason
                            else f"poster {poster} could not be decoded: {reason}") from None
-    return {"model": name, "version_dir": version_dir,
+    return {"model": name, "version_dir": version_dir, "title_given": text, "title": cleaned,
             "genres": [g.decode() for g in model.genre_names.numpy()],
             "probabilities": out["probabilities"].numpy()[0], "predicted": out["predicted"].numpy()[0] == 1}
 
@@ -96,6 +101,8 @@ def format_prediction(result: dict, top: int | None = None) -> str:
     chosen = [g for g, p in zip(result["genres"], result["predicted"]) if p]
     width = max(len(g) for g in result["genres"])
     lines = [f"{result['model']} (version {result['version_dir'].name}): {'|'.join(chosen) or '(no genre)'}"]
+    if result.get("title") != result.get("title_given"):
+        lines.append(f"  (the title read as {result['title']!r}, the form the models were trained on)")
     lines += [f"  {'*' if result['predicted'][k] else ' '} {result['genres'][k]:<{width}}  "
               f"{result['probabilities'][k]:.3f}" for k in order]
     return "\n".join(lines)

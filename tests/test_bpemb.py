@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from movietitles.encoders.bpemb import load_bpemb
+from needs import need_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BPEMB_DIR = SHARED / "bpemb"
@@ -15,8 +16,7 @@ EN = {"lang": "en", "vs": 1000, "dim": 25, "cache_dir": str(BPEMB_DIR)}
 
 @pytest.fixture
 def shared_bpemb():
-    if not (BPEMB_DIR / "en").is_dir():
-        pytest.skip(f"{BPEMB_DIR} is not available")
+    need_path(BPEMB_DIR / "en", "BPEmb (en)")
 
 
 def test_loads_english_offline_and_encodes_a_title(shared_bpemb):

@@ -154,3 +154,55 @@ def test_prepare_kaggle_source(tmp_path, server):
     assert reasons["tt0113497 genres"] == "unknown_genre: Biography"
     assert reasons["tt0114709 id"].startswith("duplicate_id")
     assert Handler.hits["/b.jpg"] == 1  # the duplicate row was dropped before downloading
+
+
+class EndlessHandler(BaseHTTPRequestHandler):
+    """/endless.jpg: a JPEG start, then bytes for ever (no Content-Length); /big.jpg announces 50 MB."""
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        if self.path == "/big.jpg":
+            self.send_header("Content-Length", str(50_000_000))
+        self.end_headers()
+        try:
+            self.wfile.write(b"\xff\xd8\xff\xe0")
+            while True:
+                self.wfile.write(b"\0" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_download_stops_at_max_bytes(tmp_path):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), EndlessHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        out = tmp_path / "posters"
+        started = time.perf_counter()
+        results = download_posters([("tt0000001", f"{base}/endless.jpg"), ("tt0000002", f"{base}/big.jpg")], out,
+                                   workers=2, timeout_s=5, retries=2, backoff_s=0.01, progress=False,
+                                   max_bytes=1_000_000)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert time.perf_counter() - started < 30
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert results[0].reason == "too_large: over max_bytes 1000000 (stopped reading there)"
+    assert results[1].reason == "too_large: 50000000 bytes announced, over max_bytes 1000000"
+    assert [r.attempts for r in results] == [1, 1]  # not retried: the same file would be as large
+    assert list(out.iterdir()) == []  # nothing kept, no partial file
+
+
+def test_distinct_ids_get_distinct_file_names():
+    from movietitles.io import file_name_for
+
+    ids = ["tt0114709", "a/b", "a_b", "a b", "../x", ".hidden", "a" * 300, "ß-1", ""]
+    names = [file_name_for(i) for i in ids]
+    assert len(set(names)) == len(ids)
+    assert names[0] == "tt0114709" and names[2] == "a_b"
+    assert all("/" not in n and not n.startswith(".") and 0 < len(n) <= 100 for n in names)

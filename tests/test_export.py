@@ -377,6 +377,14 @@ def test_predict_cli_prints_genres_by_probability(exports, samples, reference, t
     listed = [float(line.split()[-1]) for line in lines[1:]]
     assert listed == sorted(listed, reverse=True)
 
+    # A MovieLens-style title is cleaned first, as the training titles were.
+    movielens_style = predict.predict_genres(out, "Lost River, The (1999)")
+    assert movielens_style["title"] == "The Lost River"
+    np.testing.assert_array_equal(movielens_style["probabilities"],
+                                  predict.predict_genres(out, "The Lost River")["probabilities"])
+    assert predict.main(["--title", "Lost River, The (1999)", "--model-dir", str(out)]) == 0
+    assert "(the title read as 'The Lost River'" in capsys.readouterr().out.splitlines()[1]
+
     assert predict.main(["--poster", str(poster), "--model-dir", str(out), "--top", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("genre_poster (version 1)") and len(lines) == 3

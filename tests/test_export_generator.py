@@ -19,6 +19,7 @@ from movietitles.serving.generator import (
     export_title_generator,
 )
 from movietitles.training.generator import load_generator_run, train_generator
+from needs import need_path
 
 BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
 # The picture-only generator (the one that reads poster text: test_export_generator_text.py).
@@ -114,8 +115,7 @@ for record in tf.data.TFRecordDataset(str(version_dir / args["warmup_file"])).as
 
 @pytest.fixture(scope="module")
 def gen_config(tiny_config):
-    if not (BPEMB_DIR / "en").is_dir():
-        pytest.skip(f"{BPEMB_DIR} is not available: the title generator needs BPEmb")
+    need_path(BPEMB_DIR / "en", "BPEmb (en), which the title generator needs,")
     return with_overrides(tiny_config, {**TINY_GENERATOR, "encoders.bpemb.cache_dir": str(BPEMB_DIR)})
 
 

@@ -16,6 +16,7 @@ from movietitles.config import with_overrides
 from movietitles.serving.genre import WARMUP_FILE
 from movietitles.serving.generator import MODEL_NAME, export_title_generator
 from movietitles.training.generator import load_generator_run, train_generator
+from needs import need_path
 
 BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
 N, SEED, TEMPERATURE = 3, 11, 0.7
@@ -65,8 +66,7 @@ def _poster_with_title(path: Path, title: str) -> Path:
 
 @pytest.fixture(scope="module")
 def text_config(tiny_config):
-    if not (BPEMB_DIR / "en").is_dir():
-        pytest.skip(f"{BPEMB_DIR} is not available: the title generator needs BPEmb")
+    need_path(BPEMB_DIR / "en", "BPEmb (en), which the title generator needs,")
     return with_overrides(tiny_config, {
         "generator.epochs": 1, "generator.warmup_epochs": 1, "generator.gru_units": 16,
         "generator.poster_projection": 8, "generator.batch_size": 16, "generator.poster_text.units": 8,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from movietitles.features.cache import FeatureCache
+from movietitles.features.cache import FeatureCache, StaleCacheError
 from movietitles.features.extract import fill_cache
 
 IDS = [f"tt{i:07d}" for i in range(23)]
@@ -84,7 +84,8 @@ def test_two_shards_merging_together_both_succeed(tmp_path, monkeypatch, other_m
     from movietitles.features import cache as cache_module
 
     mine, other = _filled(tmp_path), FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
-    real_save, real_load, done = cache_module.atomic_save_npy, np.load, []
+    # After reading the chunks, a shard writes runtime.json, then renames its merged file into place.
+    real_save, real_load, done = cache_module.atomic_write_text, np.load, []
 
     def other_first(*args, **kwargs):
         if not done:
@@ -93,7 +94,7 @@ def test_two_shards_merging_together_both_succeed(tmp_path, monkeypatch, other_m
         return (real_save if other_merges.endswith("read_the_chunks") else real_load)(*args, **kwargs)
 
     if other_merges.endswith("read_the_chunks"):
-        monkeypatch.setattr(cache_module, "atomic_save_npy", other_first)
+        monkeypatch.setattr(cache_module, "atomic_write_text", other_first)
     else:
         monkeypatch.setattr(np, "load", other_first)
     assert mine.merge()
@@ -105,7 +106,7 @@ def test_two_shards_merging_together_both_succeed(tmp_path, monkeypatch, other_m
 
 MERGE_AT = r"""
 import sys, time
-from movietitles.features.cache import FeatureCache
+from movietitles.features.cache import FeatureCache, StaleCacheError
 ids = [f"tt{i:07d}" for i in range(int(sys.argv[2]))]
 cache = FeatureCache.open(sys.argv[1], "poster", "enc", ids, chunk_size=1)
 time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
@@ -151,3 +152,53 @@ def test_chunks_written_without_a_runtime_are_recorded_as_unknown(tmp_path):
     cache.write_chunk(1, np.zeros((3, 2), np.float32), runtime={"onednn": True})
     assert cache.merge()
     assert cache.runtime_records() == [{"runtime": None, "chunks": [0]}, {"runtime": {"onednn": True}, "chunks": [1]}]
+
+
+def test_a_row_whose_content_changed_is_recomputed_and_no_other(tmp_path):
+    contents = [f"digest-{i}" for i in range(len(IDS))]
+    computed = []
+
+    def embed(rows):  # a row's value is its content's number, so a recomputed row shows its new content
+        indices = np.arange(len(IDS))[rows]
+        computed.append(indices.tolist())
+        return np.stack([np.full(4, int(current[i].split("-")[1]), np.float32) for i in indices])
+
+    current = contents
+    cache = FeatureCache.open(tmp_path, "title", "enc", IDS, chunk_size=5, contents=contents)
+    assert fill_cache(cache, embed, "test") and len(computed) == 5
+    before = np.array(cache.load())
+    assert (cache.directory / "contents.txt").read_text().splitlines() == contents
+
+    current = contents[:7] + ["digest-700"] + contents[8:]  # row 7's title was corrected
+    changed = FeatureCache.open(tmp_path, "title", "enc", IDS, chunk_size=5, contents=current)
+    assert changed.directory == cache.directory  # same ids, same folder
+    assert changed.stale_rows().tolist() == [7]
+    with pytest.raises(StaleCacheError, match=r"1 row\(s\).*first: id 'tt0000007'.*--kinds title"):
+        changed.load()
+    computed.clear()
+    assert fill_cache(changed, embed, "test")
+    assert computed == [[7]]  # that row only
+    after = np.array(changed.load())
+    assert (after[7] == 700).all()
+    np.testing.assert_array_equal(np.delete(after, 7, axis=0), np.delete(before, 7, axis=0))
+    assert FeatureCache.open(tmp_path, "title", "enc", IDS, 5, contents=current).stale_rows().size == 0
+
+
+def test_an_unmerged_chunk_with_a_changed_row_is_recomputed(tmp_path):
+    contents = [f"digest-{i}" for i in range(len(IDS))]
+    cache = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5, contents=contents)
+    cache.write_chunk(0, np.zeros((5, 4), np.float32))
+    cache.write_chunk(1, np.zeros((5, 4), np.float32))
+    changed = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5,
+                                contents=contents[:6] + ["new"] + contents[7:])
+    assert changed.missing_chunks() == [1, 2, 3, 4]
+
+
+def test_a_cache_from_before_contents_were_recorded_is_adopted(tmp_path):
+    old = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
+    assert fill_cache(old, fake_embed([]), "test") and not (old.directory / "contents.txt").exists()
+    contents = [f"digest-{i}" for i in range(len(IDS))]
+    adopted = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5, contents=contents)
+    assert adopted.stale_rows().size == 0
+    adopted.load()
+    assert (adopted.directory / "contents.txt").read_text().splitlines() == contents

@@ -1,5 +1,7 @@
 """Tiny dataset → prepared data → cached features → the tf.data pipeline every task reads."""
 
+from pathlib import Path
+
 import numpy as np
 
 from movietitles.data.dataset import load_prepared
@@ -60,3 +62,39 @@ def test_dataset_yields_named_inputs_labels_and_text(tiny_config):
     assert batch_inputs["title_text"].dtype.name == "string"
     total = sum(int(y.shape[0]) for _, y in make_dataset(features, 8))
     assert total == len(features)
+
+
+def test_a_corrected_title_or_replaced_poster_recomputes_that_row_only(tiny_config, tmp_path, caplog):
+    import shutil
+
+    import pandas as pd
+    from PIL import Image
+
+    from movietitles.config import with_overrides
+    from movietitles.data.prepare import prepare
+
+    raw = shutil.copytree(tiny_config["data"]["root"], tmp_path / "raw")
+    config = with_overrides(tiny_config, {"data.root": str(raw), "data.prepared_dir": str(tmp_path / "prepared"),
+                                          "features.cache_dir": str(tmp_path / "features")})
+    prepare(config, progress=False)
+    before = {kind: np.array(np.load(d / "features.npy")) for kind, d in extract_features(config).items()}
+    movies = load_prepared(config["data"]["prepared_dir"]).movies
+    with_poster = movies[movies["has_poster"]]
+    corrected, replaced = with_poster["id"].iloc[0], with_poster["id"].iloc[1]
+
+    source = raw / "movielens" / "movies.csv"
+    table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    row = with_poster.loc[with_poster["id"] == corrected, "source_row"].item() - 2  # the header is row 1
+    table.loc[row, "title"] = "A Title Corrected Since (1999)"
+    table.to_csv(source, index=False)
+    poster = Path(with_poster.loc[with_poster["id"] == replaced, "poster"].item())
+    Image.new("RGB", (120, 180), (200, 30, 30)).save(raw / "posters" / poster.name)
+    prepare(config, progress=False)
+
+    caplog.set_level("INFO", logger="movietitles.features.extract")
+    after = {kind: np.array(np.load(d / "features.npy")) for kind, d in extract_features(config).items()}
+    assert "1 row(s) whose title or poster changed" in caplog.text
+    title_rows_changed = np.flatnonzero(np.abs(after[TITLE] - before[TITLE]).max(axis=1) > 0)
+    poster_rows_changed = np.flatnonzero(np.abs(after[POSTER] - before[POSTER]).max(axis=1) > 0)
+    assert movies["id"].iloc[title_rows_changed].tolist() == [corrected]
+    assert with_poster["id"].iloc[poster_rows_changed].tolist() == [replaced]

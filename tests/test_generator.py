@@ -18,6 +18,7 @@ from movietitles.generator.model import build_title_decoder, masked_token_loss, 
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.training import generator as generator_training
 from movietitles.training.generator import load_generator_run, run_directory, train_generator
+from needs import need_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BPEMB_DIR = SHARED / "bpemb"
@@ -32,8 +33,7 @@ PICTURE_ONLY = {"generator.poster_text.enabled": False}
 
 @pytest.fixture(scope="module")
 def bpemb_cfg():
-    if not (BPEMB_DIR / "en").is_dir():
-        pytest.skip(f"{BPEMB_DIR} is not available: the title generator needs BPEmb")
+    need_path(BPEMB_DIR / "en", "BPEmb (en), which the title generator needs,")
     return {"lang": "en", "vs": 1000, "dim": 25, "cache_dir": str(BPEMB_DIR)}
 
 

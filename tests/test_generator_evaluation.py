@@ -11,10 +11,12 @@ import pytest
 
 from movietitles.config import with_overrides
 from movietitles.data.dataset import load_prepared
+from movietitles import experiments
 from movietitles.evaluation import generator_report
 from movietitles.generator.data import poster_titles
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.training.generator import train_generator
+from needs import need_path, need_program
 
 BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
 SMALL = {"generator.gru_units": 16, "generator.poster_projection": 8, "generator.batch_size": 16,
@@ -23,8 +25,8 @@ SMALL = {"generator.gru_units": 16, "generator.poster_projection": 8, "generator
 
 @pytest.fixture(scope="module")
 def gen_config(tiny_config):
-    if not (BPEMB_DIR / "en").is_dir() or not (BPEMB_DIR / "nl").is_dir():
-        pytest.skip(f"{BPEMB_DIR} (en and nl) is not available: the title generator needs BPEmb")
+    for lang in ("en", "nl"):
+        need_path(BPEMB_DIR / lang, f"BPEmb ({lang}), which the title generator needs,")
     config = with_overrides(tiny_config, {**SMALL, "encoders.bpemb.cache_dir": str(BPEMB_DIR)})
     train_generator(config)
     return config
@@ -72,8 +74,7 @@ def test_html_report_opens_in_chromium_with_generated_titles_per_poster(gen_conf
 
     import browser
 
-    if browser.chromium() is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
+    need_program("chromium", "Debian's Chromium")
     out = generator_report.evaluate_generator(gen_config, samples=5)
     dom, _ = browser.render(out / "report.html", tmp_path)
     assert re.search(r'data-broken-images="(\d+)"', dom).group(1) == "0"
@@ -100,8 +101,8 @@ def test_user_pairs_are_scored(gen_config, tmp_path):
 
 
 def test_embedding_comparison_trains_every_variant(gen_config):
-    out, table = generator_report.compare_embeddings(gen_config)
-    for name in generator_report.EMBEDDING_VARIANTS:
+    out, table = experiments.compare_embeddings(gen_config)
+    for name in experiments.EMBEDDING_VARIANTS:
         assert name in table
     assert "bits / char" in (out / "report.md").read_text()
     seconds = [line.rsplit("|", 2)[-2].strip() for line in table.splitlines()[2:]]
@@ -121,11 +122,11 @@ def test_conditioning_ablation_trains_and_scores_each_variant(gen_config):
     """`evaluate --task conditioning` on two variants: each row holds that run's own test scores."""
     names = ["poster vector, par-inject", "poster vector + predicted genres"]
     config = with_overrides(gen_config, {"genre.models.poster.ensemble": 1})
-    out, table = generator_report.compare_conditioning(config, names)
+    out, table = experiments.compare_conditioning(config, names)
     rows = [line for line in table.splitlines() if line.startswith("| poster vector")]
     assert [row.split("|")[1].strip() for row in rows] == names
     for name, row in zip(names, rows):
-        variant = with_overrides(config, generator_report.CONDITIONING_VARIANTS[name])
+        variant = with_overrides(config, experiments.CONDITIONING_VARIANTS[name])
         metrics = json.loads((generator_report.evaluate_generator(variant, samples=5) / "metrics.json").read_text())
         assert float(row.split("|")[2]) == pytest.approx(metrics["swap_test"]["bits_per_char_true"], abs=1e-3)
     assert rows[0] != rows[1]  # two different decoders
@@ -135,4 +136,4 @@ def test_conditioning_ablation_trains_and_scores_each_variant(gen_config):
         [truth["share_real_words"], truth["share_new"]], abs=1e-3)
     assert (out / "report.md").read_text().count("| poster vector") == 2
     with pytest.raises(ValueError, match="unknown conditioning variant.*'posterior'"):
-        generator_report.compare_conditioning(config, ["posterior"])
+        experiments.compare_conditioning(config, ["posterior"])

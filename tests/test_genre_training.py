@@ -78,8 +78,13 @@ def test_interrupted_run_resumes_from_its_last_epoch(tiny_config, monkeypatch):
     assert summary["epochs_in_last_session"] == config["genre"]["epochs"] - 2
 
 
-def test_evaluation_reports_every_row_on_the_test_split(tiny_config, trained):
-    run_dir = evaluate_genres(tiny_config)
+@pytest.fixture(scope="module")
+def evaluated(tiny_config, trained):
+    return evaluate_genres(tiny_config)
+
+
+def test_evaluation_reports_every_row_on_the_test_split(tiny_config, evaluated):
+    run_dir = evaluated
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rows = set(metrics["models"])
     assert set(MODEL_ROWS.values()) <= rows
@@ -93,8 +98,8 @@ def test_evaluation_reports_every_row_on_the_test_split(tiny_config, trained):
         assert (run_dir / name).stat().st_size > 0
 
 
-def test_evaluation_carries_intervals_paired_comparisons_and_an_answer(tiny_config, trained):
-    run_dir = evaluate_genres(tiny_config)
+def test_evaluation_carries_intervals_paired_comparisons_and_an_answer(tiny_config, evaluated):
+    run_dir = evaluated
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["bootstrap"]["resamples"] == tiny_config["evaluation"]["bootstrap_resamples"] >= 1000
     for name, row in metrics["models"].items():
@@ -122,6 +127,38 @@ def test_evaluation_carries_intervals_paired_comparisons_and_an_answer(tiny_conf
     assert "## Paired comparisons" in report
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["model", "micro_precision", "micro_precision_lo", "micro_precision_hi"]
+
+
+def test_every_row_recomputed_with_scikit_learn_from_predictions_csv(tiny_config, evaluated):
+    """predictions.csv holds each row's per-movie predictions: scikit-learn's own F1 of them is the reported one."""
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    from movietitles.data.dataset import load_prepared
+    from movietitles.evaluation.predictions import read_predictions
+
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    table = read_predictions(evaluated / "predictions.csv")
+    genres = tiny_config["data"]["genres"]
+    assert list(dict.fromkeys(table["model"])) == list(metrics["models"])
+    binarize = MultiLabelBinarizer(classes=genres)
+    test_movies = load_prepared(tiny_config["data"]["prepared_dir"]).movies.set_index("id")
+    for row, rows in table.groupby("model", sort=False):
+        assert len(rows) == metrics["test_size"] and rows["id"].is_unique
+        assert (rows["title"] == test_movies.loc[rows["id"], "title"].to_numpy()).all()
+        truth = binarize.fit_transform([g.split("|") if g else [] for g in rows["genres"]])
+        predicted = binarize.fit_transform([g.split("|") if g else [] for g in rows["predicted"]])
+        for average in ("macro", "micro", "samples"):
+            assert f1_score(truth, predicted, average=average, zero_division=0) == pytest.approx(
+                metrics["models"][row][f"{average}_f1"], abs=1e-12), (row, average)
+        probabilities = rows[[f"p_{g}" for g in genres]].to_numpy()
+        if row in MODEL_ROWS.values():  # the predicted sets are the probabilities over the validation thresholds
+            thresholds = json.loads((evaluated / "thresholds.json").read_text())[row]
+            cut = np.array([thresholds[g] for g in genres])
+            differs = predicted.astype(bool) != (probabilities >= cut)
+            assert not differs[np.abs(probabilities - cut) > 1e-6].any(), row
+        if row.startswith("late fusion: union") or row == "baseline: Comedy + Drama":
+            assert np.isnan(probabilities).all()
 
 
 def test_thresholds_are_fitted_on_validation_labels_only(tiny_config, trained, monkeypatch):
@@ -221,6 +258,10 @@ def test_evaluation_on_another_dataset_uses_every_labelled_movie(tiny_config, tr
     overlap = metrics["notes"]["films the training split already holds"]
     assert overlap["films"] == metrics["test_size"] and overlap["same id"] > 0
     assert overlap["evaluated"] == "with them (--keep-overlap)"
+    from movietitles.evaluation.predictions import read_predictions
+
+    predicted = read_predictions(run_dir / "predictions.csv")
+    assert set(predicted["id"]) == set(movies.loc[movies["labelled"] & movies["has_poster"], "id"])
 
 
 def test_poster_text_rows_read_the_words_and_answer_what_picture_and_words_add(tiny_config, trained):

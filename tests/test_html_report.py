@@ -14,14 +14,14 @@ from tiny_dataset import plain_posters
 from movietitles.evaluation.html_report import gallery_records, write_html_report
 from movietitles.evaluation.metrics import SUMMARY_KEYS, multilabel_metrics
 from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1
+from needs import need_program
 
 GENRES = ["Action", "Comedy", "Drama", "Horror"]
 ROWS = ["title (BERT)", "poster (CNN)", "early fusion (Method 2)"]
 
 
 def needs_chromium():
-    if browser.chromium() is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
+    need_program("chromium", "Debian's Chromium")
 
 
 @pytest.fixture(scope="module")

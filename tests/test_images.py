@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from movietitles.data.images import check_posters, inspect_poster
+from needs import need_path
 
 CFG = {"min_side": 32, "max_side": 10000, "max_aspect": 4.0}
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -118,8 +119,7 @@ def test_check_posters_writes_fixed_files_in_order(tmp_path, rgb):
 
 
 def test_real_posters_sample():
-    if not POSTERS.is_dir():
-        pytest.skip(f"real posters not available at {POSTERS}")
+    need_path(POSTERS, "the real posters")
     paths = sorted(POSTERS.glob("*.jpg"))[:200]
     checks = check_posters([(p, Path("/nonexistent") / p.name) for p in paths], CFG, progress=False)
     assert all(c.status == "ok" for c in checks), [c.reason for c in checks if c.status != "ok"][:5]

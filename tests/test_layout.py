@@ -74,11 +74,42 @@ def test_entry_points_sit_on_top():
     assert importers == {}, f"modules importing an entry point: {importers}"
 
 
-@pytest.mark.parametrize("module", ["movietitles.evaluate", "movietitles.serving", "movietitles.serving.genre",
-                                    "movietitles.serving.generator", "movietitles.predict"])
-def test_evaluation_and_serving_do_not_import_training(module):
-    training = sorted(t for t in import_graph()[module] if t == "movietitles.train" or t.startswith("movietitles.training"))
-    assert training == [], f"{module} imports {training}"
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, list[str]]:
+    """Every module `start` imports, directly or through others: module -> one import chain that reaches it."""
+    chains, todo = {start: [start]}, [start]
+    while todo:
+        node = todo.pop()
+        for target in sorted(graph[node]):
+            if target not in chains:
+                chains[target] = chains[node] + [target]
+                todo.append(target)
+    del chains[start]
+    return chains
+
+
+def is_training(module: str) -> bool:
+    return module in ("movietitles.train", "movietitles.experiments") or module.startswith("movietitles.training")
+
+
+READ_ONLY = ("movietitles.evaluation", "movietitles.serving", "movietitles.predict", "movietitles.generate",
+             "movietitles.export", "movietitles.features", "movietitles.data", "movietitles.models",
+             "movietitles.generator", "movietitles.encoders")
+
+
+def test_the_reachability_walker_follows_chains():
+    assert reachable({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a"}}, "a") == {"b": ["a", "b"], "c": ["a", "b", "c"]}
+
+
+@pytest.mark.parametrize("package", READ_ONLY)
+def test_evaluation_serving_and_everything_below_training_never_reach_training(package):
+    """Transitively: `evaluation/x -> y -> training/z` counts. Only entry points (train, evaluate's variant
+    comparisons through movietitles.experiments) may train."""
+    graph = import_graph()
+    reached = {f"{module}: " + " -> ".join(chain)
+               for module in graph if (module == package or module.startswith(package + "."))
+               and module not in ENTRY_POINTS
+               for target, chain in reachable(graph, module).items() if is_training(target)}
+    assert sorted(reached) == [], "\n".join(sorted(reached))
 
 
 def test_each_concept_lives_in_its_folder():

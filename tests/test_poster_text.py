@@ -10,8 +10,9 @@ from PIL import Image, ImageDraw, ImageFont
 from movietitles.config import with_overrides
 from movietitles.encoders.ocr import poster_words
 from movietitles.generator.model import POSTER_TEXT, build_title_decoder, masked_token_loss
+from needs import need_module, need_path
 
-pytest.importorskip("rapidocr_onnxruntime", reason="the OCR engine (pip install -e '.[ocr]') is not installed")
+need_module("rapidocr_onnxruntime", "the OCR engine")
 
 BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
 
@@ -139,8 +140,7 @@ def test_the_pointer_generator_learns_to_copy_what_the_poster_says():
 
 
 def test_a_generator_reading_poster_text_trains_evaluates_and_generates(tiny_config):
-    if not (BPEMB_DIR / "en").is_dir():
-        pytest.skip(f"{BPEMB_DIR} is not available: the title generator needs BPEmb")
+    need_path(BPEMB_DIR / "en", "BPEmb (en), which the title generator needs,")
     import json
 
     from movietitles.evaluation import generator_report

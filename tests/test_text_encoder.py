@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from movietitles.encoders import bert_export
 from movietitles.encoders.text import TextEncoder, build_text_encoder, load_hub_model, text_cache_key
+from needs import need_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "reference" / "minilm-l6-reference.npz"
@@ -17,8 +18,7 @@ INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 @pytest.fixture(scope="module")
 def reference():
-    if not REFERENCE.is_file():
-        pytest.skip(f"{REFERENCE} is not available")
+    need_path(REFERENCE, "the encoders' reference outputs")
     with np.load(REFERENCE) as ref:
         return {k: ref[k] for k in ref.files}
 

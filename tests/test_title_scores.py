@@ -12,14 +12,14 @@ from movietitles.evaluation.title_scores import (
     swap_test)
 from movietitles.generator.data import TitleSet
 from movietitles.generator.tokenizer import TitleTokenizer
+from needs import need_path
 
 BPEMB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bpemb"
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    if not (BPEMB_DIR / "en").is_dir():
-        pytest.skip(f"{BPEMB_DIR} is not available")
+    need_path(BPEMB_DIR / "en", "BPEmb (en)")
     return TitleTokenizer({"lang": "en", "vs": 1000, "dim": 25, "cache_dir": str(BPEMB_DIR)}, max_len=4)
 
 

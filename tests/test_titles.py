@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from movietitles.data.titles import AKA_SEPARATOR, CleanTitle, clean_title, normalise_title, restore_article
+from needs import need_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MOVIES_CSV = SHARED / "datasets" / "movie-posters" / "movielens" / "movies.csv"
@@ -87,8 +88,7 @@ def test_normalise_title():
 
 
 def test_whole_real_file():
-    if not MOVIES_CSV.is_file():
-        pytest.skip(f"real MovieLens titles not available at {MOVIES_CSV}")
+    need_path(MOVIES_CSV, "the real MovieLens titles")
     titles = pd.read_csv(MOVIES_CSV, dtype=str, keep_default_na=False)["title"]
     cleaned = [clean_title(t) for t in titles]
     empty = [raw for raw, c in zip(titles, cleaned) if not c.title]

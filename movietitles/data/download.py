@@ -2,9 +2,11 @@
 
 Each poster streams into a temp file in the target folder and is renamed to `<id>.jpg`
 only once complete and only if it starts like an image (JPEG, PNG, GIF, BMP, WebP): an HTML
-error page sent with status 200 is retried, then reported as `not_an_image`. Files already
-there that look like images are skipped, so a re-run resumes. Failures are returned with a
-reason (after `retries` further attempts for transient errors) and never stop the run.
+error page sent with status 200 is retried, then reported as `not_an_image`. A response over
+`max_bytes` (the image encoder's limit: a bigger poster would be refused anyway) is cut off there and
+reported as `too_large`, so an endless response cannot fill the disk. Files already there that look
+like images are skipped, so a re-run resumes. Failures are returned with a reason (after `retries`
+further attempts for transient errors) and never stop the run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from movietitles.io import replacing_file
+from movietitles.io import file_name_for, replacing_file
 
 USER_AGENT = "Mozilla/5.0 (compatible; movietitles poster downloader)"
 CHUNK = 64 * 1024
@@ -40,16 +42,22 @@ class _Retryable(Exception):
     pass
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def download_posters(items: list[tuple[str, str]], out_dir: str | Path, workers: int = 8,
                      timeout_s: float = 20, retries: int = 3, backoff_s: float = 1.0,
-                     progress: bool = True) -> list[DownloadResult]:
-    """Download (id, url) pairs to `out_dir/<id>.jpg`; results in input order."""
+                     progress: bool = True, max_bytes: int | None = None) -> list[DownloadResult]:
+    """Download (id, url) pairs to `out_dir/<id>.jpg` (the id made a safe file name: `file_name_for`);
+    results in input order."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[int, DownloadResult] = {}
     with ThreadPoolExecutor(max(1, workers)) as pool:
         futures = {
-            pool.submit(download_one, mid, url, out_dir / f"{mid}.jpg", timeout_s, retries, backoff_s): i
+            pool.submit(download_one, mid, url, out_dir / f"{file_name_for(mid)}.jpg", timeout_s, retries, backoff_s,
+                        max_bytes): i
             for i, (mid, url) in enumerate(items)
         }
         bar = tqdm(as_completed(futures), total=len(futures), desc="downloading posters",
@@ -60,17 +68,19 @@ def download_posters(items: list[tuple[str, str]], out_dir: str | Path, workers:
 
 
 def download_one(mid: str, url: str, dest: Path, timeout_s: float = 20, retries: int = 3,
-                 backoff_s: float = 1.0) -> DownloadResult:
+                 backoff_s: float = 1.0, max_bytes: int | None = None) -> DownloadResult:
     if dest.is_file() and looks_like_image(_head(dest)):
         return DownloadResult(mid, url, dest, "cached")
     if not url.lower().startswith(("http://", "https://")):
         return DownloadResult(mid, url, None, "failed", f"bad_url: {url!r}")
     for attempt in range(1, retries + 2):
         try:
-            fetch(url, dest, timeout_s)
+            fetch(url, dest, timeout_s, max_bytes)
             return DownloadResult(mid, url, dest, "downloaded", attempts=attempt)
         except _Retryable as e:
             reason = str(e)
+        except _TooLarge as e:  # the same file again would be as large
+            return DownloadResult(mid, url, None, "failed", str(e), attempt)
         except urllib.error.HTTPError as e:  # 4xx other than 408/429: retrying will not help
             return DownloadResult(mid, url, None, "failed", f"http_{e.code}: {e.reason}", attempt)
         except Exception as e:  # noqa: BLE001 - one poster must never stop the run
@@ -95,18 +105,23 @@ def _head(path: Path) -> bytes:
         return f.read(16)
 
 
-def fetch(url: str, dest: Path, timeout_s: float) -> None:
-    """Stream `url` to `dest` via a temp file and an atomic rename; raise on any failure."""
+def fetch(url: str, dest: Path, timeout_s: float, max_bytes: int | None = None) -> None:
+    """Stream `url` to `dest` via a temp file and an atomic rename; raise on any failure, and stop reading past
+    `max_bytes`."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with replacing_file(dest, suffix=".part") as tmp, open(tmp, "wb") as out:
         head = b""
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 expected = response.headers.get("Content-Length")
+                if max_bytes is not None and expected is not None and expected.isdigit() and int(expected) > max_bytes:
+                    raise _TooLarge(f"too_large: {expected} bytes announced, over max_bytes {max_bytes}")
                 received = 0
                 while chunk := response.read(CHUNK):
-                    out.write(chunk)
                     received += len(chunk)
+                    if max_bytes is not None and received > max_bytes:
+                        raise _TooLarge(f"too_large: over max_bytes {max_bytes} (stopped reading there)")
+                    out.write(chunk)
                     head = (head + chunk)[:16] if len(head) < 16 else head
         except urllib.error.HTTPError as e:
             if e.code in (408, 429) or e.code >= 500:

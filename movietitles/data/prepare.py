@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from movietitles.data.images import check_posters
 from movietitles.data.sources import Issue, RawMovie, load_source
 from movietitles.data.splits import SPLITS, ensure_splits
 from movietitles.data.titles import clean_title
-from movietitles.io import atomic_write_text
+from movietitles.io import atomic_write_text, file_name_for
 
 REPORT_COLUMNS = ["source_file", "row", "id", "field", "reason", "action"]
 
@@ -143,7 +142,8 @@ def fetch_posters(records: list[RawMovie], folder: Path, config: dict, issues: l
         [(rec.id, rec.poster_url) for rec in wanted], folder,
         workers=int(get(config, "data.download.workers", 8)),
         timeout_s=float(get(config, "data.download.timeout_s", 20)),
-        retries=int(get(config, "data.download.retries", 3)), progress=progress)
+        retries=int(get(config, "data.download.retries", 3)), progress=progress,
+        max_bytes=poster_limits(config)["max_bytes"])
     for rec, result in zip(wanted, results):
         if result.path is not None:
             rec.poster = result.path
@@ -166,7 +166,7 @@ def check_poster_files(movies: list[dict], root: Path, out: Path, cfg_image: dic
     for m in movies:
         m["poster"], m["sha256"] = "", ""
     with_file = [m for m in movies if m["rec"].poster is not None]
-    fixed_paths = [out / "posters_fixed" / f"{_safe_name(m['rec'].id)}.jpg" for m in with_file]
+    fixed_paths = [out / "posters_fixed" / f"{file_name_for(m['rec'].id)}.jpg" for m in with_file]
     checks = check_posters([(m["rec"].poster, f) for m, f in zip(with_file, fixed_paths)], cfg_image,
                            progress=progress)
     for m, fixed_path, check in zip(with_file, fixed_paths, checks):
@@ -203,10 +203,6 @@ def _display(path: Path, root: Path) -> str:
         return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
     except ValueError:
         return str(path)
-
-
-def _safe_name(movie_id: str) -> str:
-    return re.sub(r"[^\w.-]", "_", movie_id)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from movietitles.config import config_hash
+from movietitles.config import config_hash, identity
 from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR, is_default_handle
 
 POOLINGS = ("mean", "cls", "pooled")
@@ -83,8 +83,9 @@ def finetuned_encoder_dir(config: dict) -> Path:
     """Where the genre-fine-tuned MiniLM of this config lives: named by everything that shapes it."""
     text = config["encoders"]["text"]
     genre = config["genre"]
-    shaping = {"finetune": finetune_settings(text), "preprocess": str(text["preprocess_handle"]), "data": config["data"], "title_corpus": genre["title_corpus"], "max_pos_weight": genre["max_pos_weight"],
-               "thresholds": genre["thresholds"]}
+    shaping = {"finetune": finetune_settings(text), "preprocess": str(text["preprocess_handle"]),
+               "data": identity(config)["data"], "title_corpus": genre["title_corpus"],
+               "max_pos_weight": genre["max_pos_weight"], "thresholds": genre["thresholds"]}
     return Path(text["handle"]).parent.parent / f"minilm-l6-v2-genres-{config_hash(shaping)}" / "encoder"
 
 
@@ -146,6 +147,15 @@ class TextEncoder:
             emb = tf.math.l2_normalize(emb, axis=-1)
         out["embedding"] = tf.cast(emb, tf.float32)
         return out
+
+    def embed_tensor(self, titles: tf.Tensor) -> tf.Tensor:
+        """`embed` as TensorFlow ops, for a serving graph: string [B] -> float32 [B, dim], the batch trimmed to its
+        longest title (padding is masked, so trimming changes nothing but the cost)."""
+        packed = self.preprocessor(titles)
+        longest = tf.reduce_max(tf.reduce_sum(tf.cast(packed["input_mask"], tf.int32), axis=1))
+        length = tf.minimum(tf.shape(packed["input_mask"])[1], tf.maximum(longest, 1))
+        word_ids, mask, type_ids = (tf.cast(packed[k][:, :length], tf.int32) for k in _ENCODER_INPUTS)
+        return self.encode_token_ids(word_ids, mask, type_ids)["embedding"]
 
     def preprocess(self, titles: list[str]) -> dict[str, np.ndarray]:
         """The preprocessor's int32 inputs, trimmed to the batch's longest title (rounded up to pad_multiple)."""

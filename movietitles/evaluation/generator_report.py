@@ -1,5 +1,6 @@
-"""The title generator's evaluation: test perplexity, what the poster adds, made-up titles,
-generated titles, and the embedding comparison. Writes report.md and metrics.json."""
+"""The title generator's evaluation: test perplexity, what the poster adds, made-up titles and
+generated titles. Writes report.md and metrics.json. (Comparisons that train variants:
+movietitles/experiments.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from movietitles.config import config_hash, enabled_section, with_overrides, write_config
+from movietitles.config import config_hash, enabled_section, identity, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
@@ -21,22 +22,8 @@ from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.generator.sampling import generate_titles
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
-from movietitles.training.generator import train_generator
 
 log = logging.getLogger(__name__)
-
-# The embedding comparison: each variant is a set of config overrides of the generator.
-EMBEDDING_VARIANTS = {
-    "BPEmb en, frozen": {"generator.embeddings": "bpemb", "generator.trainable_embeddings": False},
-    "BPEmb en, trainable": {"generator.embeddings": "bpemb", "generator.trainable_embeddings": True},
-    "BPEmb nl, frozen": {"encoders.bpemb.lang": "nl", "generator.embeddings": "bpemb",
-                         "generator.trainable_embeddings": False},
-    "BPEmb nl, trainable": {"encoders.bpemb.lang": "nl", "generator.embeddings": "bpemb",
-                            "generator.trainable_embeddings": True},
-    "random, frozen": {"generator.embeddings": "random", "generator.trainable_embeddings": False},
-    "random, trainable": {"generator.embeddings": "random", "generator.trainable_embeddings": True},
-}
-
 
 SHUFFLES = 5  # derangements averaged in the swap test
 
@@ -64,7 +51,7 @@ def poster_swap_test(run, title_set, seed: int, n_resamples: int = 1000) -> dict
     return swap_test(_scores(run, title_set), shuffled, title_set.characters, n_resamples, seed)
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def text_table(header: list[str], rows: list[list]) -> str:
     return markdown_table(header, rows, numbers=False)
 
 
@@ -105,7 +92,7 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     # that reads the title off the poster (a test title's words are not all in the training titles).
     true_titles = generation_metrics(real, real, training_titles, run.tokenizer.normal_form)
 
-    digest = config_hash([config, data_root])
+    digest = config_hash([identity(config), data_root])
     out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
     write_config(config, out)
     metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
@@ -117,17 +104,17 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     report = "\n\n".join([
         f"# Title generator evaluation\n\nRun `{run.run_dir}`; {len(test)} titles ({description}).",
         "## Does the poster help? (swap test)\n\n" + swap_test_text(swap),
-        "## Cross-entropy (nats) and perplexity\n\n" + _table(
+        "## Cross-entropy (nats) and perplexity\n\n" + text_table(
             ["poster", "per BPE token", "perplexity / token", "per character", "perplexity / char", "bits / char"],
             [[name, c["cross_entropy_per_token"], c["perplexity_per_token"], c["cross_entropy_per_char"],
               c["perplexity_per_char"], c["bits_per_char"]] for name, c in conditions.items()]),
         f"## Made-up titles\n\nEach of {ranking['posters']} posters ranks its true title among "
         f"{ranking['candidates'] - 1} other titles of the set. Mean length (BPE tokens with </s>) of the "
         f"candidates: {ranking['mean_tokens_of_candidates']:.2f}; of the true titles: "
-        f"{ranking['mean_tokens_of_true_titles']:.2f}.\n\n" + _table(
+        f"{ranking['mean_tokens_of_true_titles']:.2f}.\n\n" + text_table(
             ["ranked by", "recall@1", "recall@10", "mean rank", "tokens of top-scored candidate"],
-            [[name, _with_interval(r, "recall_at_1"), _with_interval(r, "recall_at_10"),
-              _with_interval(r, "mean_rank", "{:.1f}"), r["mean_tokens_of_top_candidate"]]
+            [[name, with_interval(r, "recall_at_1"), with_interval(r, "recall_at_10"),
+              with_interval(r, "mean_rank", "{:.1f}"), r["mean_tokens_of_top_candidate"]]
              for name, r in ranking["rankers"].items()]
             + [["chance", ranking["rankers"][RANKERS[0]]["chance_recall_at_1"],
                 ranking["rankers"][RANKERS[0]]["chance_recall_at_10"],
@@ -136,9 +123,9 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
         "Beside them, the same metrics of the true test titles: what a generator that wrote each poster's own "
         f"title would score. {true_titles['share_real_words']:.1%} of their words appear in the training titles, "
         "so a model that reads titles off posters cannot reach a higher share of real words without avoiding "
-        "the rare ones.\n\n" + _table(
+        "the rare ones.\n\n" + text_table(
             ["metric", "generated", "true titles"], [[k, v, true_titles[k]] for k, v in generation.items()]),
-        "## Samples\n\n" + _table(["true title", "generated"], [[real[i], generated[i]] for i in shown]),
+        "## Samples\n\n" + text_table(["true title", "generated"], [[real[i], generated[i]] for i in shown]),
     ]) + "\n"
     atomic_write_text(out / "report.md", report)
     _plot_lengths(generated, real, out / "title_lengths.png")
@@ -150,7 +137,7 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     return out
 
 
-def _with_interval(metrics: dict, key: str, fmt: str = "{:.3f}") -> str:
+def with_interval(metrics: dict, key: str, fmt: str = "{:.3f}") -> str:
     low, high = metrics[f"{key}_interval"]
     return f"{fmt.format(metrics[key])} [{fmt.format(low)}, {fmt.format(high)}]"
 
@@ -209,74 +196,3 @@ def score_pairs(config: dict, pairs_csv: str) -> pd.DataFrame:
     zero = score_titles(run.model, run.tokenizer, tokens, targets, np.zeros_like(posters), poster_text=no_text)
     return pairs.assign(mean_log_likelihood=with_poster.mean_log_prob, pmi=with_poster.log_prob - zero.log_prob,
                         summed_log_likelihood=with_poster.log_prob, tokens=with_poster.tokens)
-
-
-# The conditioning ablation: how the poster reaches the decoder. Each is a set of config overrides.
-CONDITIONING_VARIANTS = {
-    "no poster (language model only)": {"generator.poster_injection": "none"},
-    "poster vector, par-inject": {"generator.poster_injection": "par_inject"},
-    "poster vector, init-inject": {"generator.poster_injection": "init_inject"},
-    "poster vector, par- and init-inject": {"generator.poster_injection": "both"},
-    "poster vector + predicted genres": {"generator.predicted_genres": True},
-    "text-masked poster vector": {"encoders.image.view": "text_masked"},
-    "poster vector, 2 GRU layers": {"generator.gru_layers": 2},
-    "poster vector + attention over its feature map": {"encoders.image.pooling": "grid",
-                                                       "generator.poster_attention.enabled": True},
-    "poster text only (OCR, copy)": {"generator.poster_injection": "none", "generator.poster_text.enabled": True},
-    "poster vector + text (OCR, copy)": {"generator.poster_injection": "par_inject",
-                                         "generator.poster_text.enabled": True},
-}
-
-
-def compare_conditioning(config: dict, names: list[str] | None = None) -> tuple[Path, str]:
-    """Train (or reuse) and evaluate one generator per conditioning variant; one table of their test scores.
-
-    Each variant is a full training run (~20-30 min on 2 cores once features are cached); finished runs are reused.
-    """
-    names = list(CONDITIONING_VARIANTS) if names is None else names
-    unknown = sorted(set(names) - set(CONDITIONING_VARIANTS))
-    if unknown:
-        raise ValueError(f"unknown conditioning variant(s) {unknown}; expected some of {list(CONDITIONING_VARIANTS)}")
-    rows = []
-    for name in names:
-        variant = with_overrides(config, CONDITIONING_VARIANTS[name])
-        log.info("conditioning variant %s", name)
-        train_generator(variant)
-        metrics = json.loads((evaluate_generator(variant, samples=5) / "metrics.json").read_text())
-        swap, pmi, gen = metrics["swap_test"], metrics["made_up_titles"]["rankers"]["PMI"], metrics["generated"]
-        low, high = swap["gain_interval"]
-        rows.append([name, swap["bits_per_char_true"], f"{swap['gain_bits_per_char']:+.3f} [{low:+.3f}, {high:+.3f}]",
-                     _with_interval(pmi, "recall_at_1"), _with_interval(pmi, "recall_at_10"),
-                     gen["share_real_words"], gen["share_new"]])
-    truth = metrics["true_titles"]  # the same test titles for every variant
-    rows.append(["the true titles (reference)", "-", "-", "-", "-", truth["share_real_words"], truth["share_new"]])
-    table = _table(["conditioning", "bits / char", "swap-test gain, bits / char [95% CI]", "PMI recall@1",
-                    "PMI recall@10", "real words", "new titles"], rows)
-    digest = config_hash([config, names])
-    out = Path(config["genre"]["runs_dir"]) / f"conditioning-comparison-{digest}"
-    write_config(config, out)
-    atomic_write_text(out / "report.md", f"# Conditioning ablation (test split)\n\n{table}\n")
-    return out, table
-
-
-def compare_embeddings(config: dict) -> tuple[Path, str]:
-    """Train (or reuse) one generator per embedding variant; one table of test perplexities."""
-    rows = []
-    for name, overrides in EMBEDDING_VARIANTS.items():
-        variant = with_overrides(config, overrides)
-        log.info("embedding variant %s", name)
-        run = load_generator_run(train_generator(variant))
-        test = poster_titles(variant, "test", run.tokenizer)
-        c = condition_perplexities(run, test, config["seed"])
-        rows.append([name, c["true poster"]["perplexity_per_token"], c["true poster"]["perplexity_per_char"],
-                     c["true poster"]["bits_per_char"], c["zero poster"]["bits_per_char"],
-                     c["shuffled posters"]["bits_per_char"], run.summary.get("seconds_in_last_session", "-")])
-    table = _table(["embeddings", "perplexity / token", "perplexity / char", "bits / char",
-                    "bits / char, zero poster", "bits / char, shuffled", "train s (last session)"], rows)
-    note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
-            "subwords); bits per character are.")
-    digest = config_hash(config)
-    out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
-    write_config(config, out)
-    atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")
-    return out, table

@@ -12,7 +12,6 @@ words beyond the title and the picture.
 
 from __future__ import annotations
 
-import numpy as np
 
 from movietitles.encoders.ocr import poster_words
 from movietitles.evaluation import baselines, late_fusion

@@ -5,6 +5,8 @@ Layout of one cache (one encoder + preprocessing, one list of ids):
     <root>/<kind>/<cache_key>/<ids fingerprint>/
         meta.json            what the rows are (kind, cache_key, number of rows, chunk size)
         ids.txt              the ids, one a line, in row order
+        contents.txt         what each row was computed from, a digest a line in row order (the cleaned title,
+                             the poster file's bytes): a row whose content changed is recomputed, the others kept
         chunks/00012.npy     rows [12 * chunk_size, 13 * chunk_size), written atomically
         chunks/00012.json    what computed it (TensorFlow, oneDNN, threads, CPU; `movietitles.runtime`)
         features.npy         all rows, written atomically once every chunk exists
@@ -13,6 +15,10 @@ Layout of one cache (one encoder + preprocessing, one list of ids):
 A chunk file exists only once it is complete, so a run that is killed and started again
 recomputes at most one chunk. Shard I of N computes the chunks whose index is I modulo N,
 so N processes or machines can fill one cache; the next unsharded run merges them.
+
+The folder is named by the ids; their contents are checked row by row (`stale_rows`), so preparing the
+data again after a title was corrected or a poster replaced recomputes exactly those rows
+(`update_rows`), and a stale cache is never loaded.
 """
 
 from __future__ import annotations
@@ -24,11 +30,20 @@ from pathlib import Path
 
 import numpy as np
 
-from movietitles.io import atomic_save_npy, atomic_write_text
+from movietitles.io import atomic_save_npy, atomic_write_text, replacing_file
 
 
 def ids_fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:16]
+
+
+def text_digest(text: str) -> str:
+    """A row's content digest for a text input (a title)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class StaleCacheError(FileNotFoundError):
+    """A cache holds rows computed from content that has changed since (recompute them first)."""
 
 
 @dataclass
@@ -37,9 +52,13 @@ class FeatureCache:
     directory: Path
     ids: list[str]
     chunk_size: int
+    contents: list[str] | None = None  # a digest of each row's input, in row order (None: not checked)
 
     @classmethod
-    def open(cls, root: str | Path, kind: str, cache_key: str, ids: list[str], chunk_size: int) -> "FeatureCache":
+    def open(cls, root: str | Path, kind: str, cache_key: str, ids: list[str], chunk_size: int,
+             contents: list[str] | None = None) -> "FeatureCache":
+        if contents is not None and len(contents) != len(ids):
+            raise ValueError(f"{len(ids)} ids but {len(contents)} content digests")
         directory = Path(root) / kind / cache_key / ids_fingerprint(ids)
         meta = {"kind": kind, "cache_key": cache_key, "rows": len(ids), "chunk_size": chunk_size}
         meta_path = directory / "meta.json"
@@ -52,8 +71,50 @@ class FeatureCache:
         else:
             atomic_write_text(directory / "ids.txt", "\n".join(ids) + "\n")
             atomic_write_text(meta_path, json.dumps(meta, indent=2))
-        return cls(directory, list(ids), chunk_size)
+        cache = cls(directory, list(ids), chunk_size, None if contents is None else list(contents))
+        cache._drop_stale_chunks()
+        return cache
 
+    @property
+    def contents_path(self) -> Path:
+        return self.directory / "contents.txt"
+
+    def saved_contents(self) -> list[str] | None:
+        if not self.contents_path.exists():
+            return None
+        return self.contents_path.read_text(encoding="utf-8").splitlines()
+
+    def stale_rows(self) -> np.ndarray:
+        """Indices of the rows computed from other content than `contents` (none when either is unknown)."""
+        saved = self.saved_contents()
+        if self.contents is None or saved is None:
+            return np.zeros(0, np.int64)
+        if len(saved) != len(self.ids):
+            raise ValueError(f"{self.contents_path}: {len(saved)} lines for {len(self.ids)} rows; "
+                             f"remove {self.directory} and run `python -m movietitles.features`")
+        return np.flatnonzero(np.array(saved, object) != np.array(self.contents, object))
+
+    def record_contents(self) -> None:
+        """The rows on disk are those of `contents` (a cache from before contents were recorded is adopted)."""
+        if self.contents is not None and self.saved_contents() != self.contents:
+            atomic_write_text(self.contents_path, "".join(f"{c}\n" for c in self.contents))
+
+    def _drop_stale_chunks(self) -> None:
+        """Unmerged chunks holding a stale row are removed (recomputed with the missing ones)."""
+        if self.contents is None or self.is_complete():
+            return
+        stale = self.stale_rows()
+        for index in sorted({int(i) // self.chunk_size for i in stale}):
+            self.chunk_path(index).unlink(missing_ok=True)
+        self.record_contents()  # every chunk left holds rows of the current contents
+
+    def update_rows(self, rows: np.ndarray, values) -> None:
+        """Replace the merged rows at `rows` (indices) with `values`, then record the current contents."""
+        merged = self._read_merged()
+        for i, value in zip(rows, self._checked_rows(values, len(rows))):
+            merged[int(i)] = value
+        self._write(self.merged_path, merged)
+        self.record_contents()
     @property
     def num_chunks(self) -> int:
         return (len(self.ids) + self.chunk_size - 1) // self.chunk_size
@@ -92,22 +153,30 @@ class FeatureCache:
             atomic_write_text(self.runtime_path(index), json.dumps(runtime, sort_keys=True))
         self._write(self.chunk_path(index), rows)
 
-    # How rows are stored: float arrays here; RecordCache (JSON records) overrides these five.
+    # How rows are stored: float arrays here; RecordCache (JSON records) overrides these.
     def _checked(self, index: int, features: np.ndarray) -> np.ndarray:
         rows = self.chunk_rows(index)
-        expected = rows.stop - rows.start
+        return self._checked_rows(features, rows.stop - rows.start, f"chunk {index} of {self.directory}")
+
+    def _checked_rows(self, features: np.ndarray, expected: int, what: str | None = None) -> np.ndarray:
+        what = what or f"rows of {self.directory}"
         if features.ndim != 2 or features.shape[0] != expected:
-            raise ValueError(f"chunk {index} of {self.directory}: expected {expected} rows, got shape {features.shape}")
+            raise ValueError(f"{what}: expected {expected} rows, got shape {features.shape}")
         if not np.all(np.isfinite(features)):
-            raise ValueError(f"chunk {index} of {self.directory}: the encoder produced non-finite values")
+            raise ValueError(f"{what}: the encoder produced non-finite values")
         return features.astype(np.float32, copy=False)
 
-    def _read_chunk(self, index: int):
-        return np.load(self.chunk_path(index))
+    def _read_merged(self):
+        return np.load(self.merged_path)
 
-    @staticmethod
-    def _concatenate(chunks):
-        return np.concatenate(chunks)
+    def _write_chunks_to(self, path: Path) -> None:
+        """The chunks, in order, as one .npy file, streamed: one chunk in memory at a time."""
+        first = np.load(self.chunk_path(0), mmap_mode="r")
+        merged = np.lib.format.open_memmap(path, mode="w+", dtype=first.dtype, shape=(len(self.ids), first.shape[1]))
+        for i in range(self.num_chunks):
+            merged[self.chunk_rows(i)] = np.load(self.chunk_path(i), mmap_mode="r")
+        merged.flush()
+        del merged
 
     @staticmethod
     def _write(path: Path, rows) -> None:
@@ -124,16 +193,15 @@ class FeatureCache:
         if any(not self.chunk_path(i).exists() for i in range(self.num_chunks)):
             return False
         try:
-            features = self._concatenate([self._read_chunk(i) for i in range(self.num_chunks)])
             runtimes = self._runtime_records()
+            with replacing_file(self.merged_path) as tmp:
+                self._write_chunks_to(tmp)
+                atomic_write_text(self.directory / "runtime.json", json.dumps(runtimes, indent=2))
         except FileNotFoundError:
-            if self.is_complete():  # another process merged them meanwhile
+            if self.is_complete():  # another process merged them (and removed the chunks) meanwhile
                 return True
             raise
-        if self.is_complete():  # merged meanwhile: its runtime.json is whole, keep it
-            return True
-        atomic_write_text(self.directory / "runtime.json", json.dumps(runtimes, indent=2))
-        self._write(self.merged_path, features)
+        self.record_contents()
         for i in range(self.num_chunks):
             self.chunk_path(i).unlink(missing_ok=True)
             self.runtime_path(i).unlink(missing_ok=True)
@@ -154,12 +222,22 @@ class FeatureCache:
         path = self.directory / "runtime.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
 
-    def load(self) -> np.ndarray:
+    def check_loadable(self) -> None:
+        """FileNotFoundError if the cache is incomplete, StaleCacheError if a row's content changed since."""
+        kind = self.directory.parents[1].name
         if not self.is_complete():
-            raise FileNotFoundError(
-                f"feature cache {self.directory} is incomplete ({self.rows_done()}/{len(self.ids)} rows): "
-                "run `python -m movietitles.features` first"
-            )
+            raise FileNotFoundError(f"{kind} cache {self.directory} is incomplete ({self.rows_done()}/{len(self.ids)} "
+                                    f"rows): run `python -m movietitles.features --kinds {kind}` first")
+        stale = self.stale_rows()
+        if len(stale):
+            raise StaleCacheError(
+                f"{kind} cache {self.directory}: {len(stale)} row(s) were computed from another title or poster than "
+                f"the prepared data now holds (first: id {self.ids[stale[0]]!r}): run `python -m movietitles.features "
+                f"--kinds {kind}` to recompute them")
+        self.record_contents()  # a cache from before contents were recorded is adopted as it is
+
+    def load(self) -> np.ndarray:
+        self.check_loadable()
         return np.load(self.merged_path, mmap_mode="r")
 
 
@@ -173,25 +251,29 @@ class RecordCache(FeatureCache):
 
     def _checked(self, index: int, records: list) -> list:
         rows = self.chunk_rows(index)
-        if len(records) != rows.stop - rows.start:
-            raise ValueError(f"chunk {index} of {self.directory}: expected {rows.stop - rows.start} records, "
-                             f"got {len(records)}")
-        return records
+        return self._checked_rows(records, rows.stop - rows.start, f"chunk {index} of {self.directory}")
 
-    def _read_chunk(self, index: int) -> list:
-        return [json.loads(line) for line in self.chunk_path(index).read_text(encoding="utf-8").splitlines()]
+    def _checked_rows(self, records: list, expected: int, what: str | None = None) -> list:
+        if len(records) != expected:
+            raise ValueError(f"{what or f'rows of {self.directory}'}: expected {expected} records, got {len(records)}")
+        return list(records)
+
+    def _read_merged(self) -> list:
+        return self._read_lines(self.merged_path)
 
     @staticmethod
-    def _concatenate(chunks: list[list]) -> list:
-        return [record for chunk in chunks for record in chunk]
+    def _read_lines(path: Path) -> list:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def _write_chunks_to(self, path: Path) -> None:
+        with open(path, "wb") as out:
+            for i in range(self.num_chunks):
+                out.write(self.chunk_path(i).read_bytes())
 
     @staticmethod
     def _write(path: Path, rows: list) -> None:
         atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
     def load(self) -> list:
-        if not self.is_complete():
-            kind = self.directory.parents[1].name
-            raise FileNotFoundError(f"{kind} cache {self.directory} is incomplete ({self.rows_done()}/{len(self.ids)} "
-                                    f"rows): run `python -m movietitles.features --kinds {kind}` first")
-        return [json.loads(line) for line in self.merged_path.read_text(encoding="utf-8").splitlines()]
+        self.check_loadable()
+        return self._read_merged()

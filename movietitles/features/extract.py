@@ -10,7 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from movietitles.data.dataset import load_prepared
-from movietitles.features.cache import FeatureCache, RecordCache
+from movietitles.features.cache import FeatureCache, RecordCache, text_digest
 from movietitles.io import atomic_write_text
 from movietitles.runtime import runtime_info
 
@@ -29,10 +29,19 @@ def poster_rows(movies: pd.DataFrame) -> pd.DataFrame:
     return movies[movies["has_poster"]]
 
 
+def row_contents(kind: str, rows: pd.DataFrame) -> list[str]:
+    """What each row of a `kind` cache is computed from: its cleaned title, or its poster file's bytes (the sha256
+    that `data prepare` recorded)."""
+    if kind == TITLE:
+        return [text_digest(title) for title in rows["title"]]
+    return [digest[:16] for digest in rows["poster_sha256"]]
+
+
 def open_cache(config: dict, kind: str, cache_key: str, rows: pd.DataFrame) -> FeatureCache:
     features = config["features"]
     cache_type = RecordCache if kind == POSTER_TEXT else FeatureCache
-    return cache_type.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"])
+    return cache_type.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"],
+                           row_contents(kind, rows))
 
 
 def embed_posters(encoder, paths: list[str], batch_size: int, images: list[bytes] | None = None) -> np.ndarray:
@@ -59,9 +68,11 @@ def decode_posters(encoder, paths: list[str], images: list[bytes] | None = None)
 
 def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0, num_shards: int = 1,
                runtime: dict | None = None) -> bool:
-    """Compute the missing chunks of this shard; merge when every chunk exists. True when complete.
+    """Compute the missing chunks of this shard; merge when every chunk exists; then recompute the rows whose
+    content changed since (`FeatureCache.stale_rows`). True when complete.
 
-    `runtime` (e.g. `movietitles.runtime.runtime_info()`) is recorded beside each chunk written.
+    `embed_rows(rows)` computes the rows at `rows`, a slice or an array of indices. `runtime` (e.g.
+    `movietitles.runtime.runtime_info()`) is recorded beside each chunk written.
     """
     missing = cache.missing_chunks(shard, num_shards)
     if missing:
@@ -72,6 +83,12 @@ def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0
                 cache.write_chunk(index, embed_rows(rows), runtime)
                 progress.update(rows.stop - rows.start)
     complete = cache.merge()
+    stale = cache.stale_rows() if complete else []
+    if len(stale):
+        log.info("%s: %d row(s) whose title or poster changed since they were cached: recomputing them (first: id %s)",
+                 description, len(stale), cache.ids[stale[0]])
+        values = [embed_rows(stale[i:i + 2048]) for i in range(0, len(stale), 2048)]
+        cache.update_rows(stale, np.concatenate(values) if isinstance(values[0], np.ndarray) else sum(values, []))
     if complete:
         log.info("%s: %d rows cached in %s", description, len(cache.ids), cache.merged_path)
     else:
@@ -85,7 +102,8 @@ def _masked_images(config: dict, rows: pd.DataFrame, paths: list[str]):
     from movietitles.encoders.ocr import poster_text_cache_key
     from movietitles.encoders.text_mask import masked_poster_png
 
-    lines = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows).load()
+    lines = np.array(open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows).load()
+                     + [None], object)[:-1]  # an object array of lists, indexable like `paths`
     return lambda r: [masked_poster_png(path, text) for path, text in zip(paths[r], lines[r])]
 
 
@@ -116,11 +134,11 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
         ensure_default_text_models(text_cfg)
         encoder = build_text_encoder(text_cfg)
         rows = title_rows(prepared.movies)
-        titles = rows["title"].tolist()
+        titles = rows["title"].to_numpy(object)  # indexable by a slice or by indices
         cache = open_cache(config, TITLE, encoder.cache_key, rows)
         # TextEncoder.embed batches titles of similar length, so per-batch padding pads little.
-        fill_cache(cache, lambda r: encoder.embed(titles[r]), f"titles ({encoder.cache_key})", shard, num_shards,
-                   {**runtime_info(), "batch_size": encoder.batch_size})
+        fill_cache(cache, lambda r: encoder.embed(titles[r].tolist()), f"titles ({encoder.cache_key})",
+                   shard, num_shards, {**runtime_info(), "batch_size": encoder.batch_size})
         directories[TITLE] = cache.directory
     if POSTER in kinds:
         from movietitles.encoders.image import build_image_encoder
@@ -129,10 +147,10 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
         masked = image_cfg.get("view", "full") == "text_masked"
         encoder = build_image_encoder(image_cfg, masked_input=masked)
         rows = poster_rows(prepared.movies)
-        paths = rows["poster"].tolist()
+        paths = rows["poster"].to_numpy(object)
         cache = open_cache(config, POSTER, encoder.cache_key, rows)
         images = (lambda r: None) if not masked else _masked_images(config, rows, paths)
-        fill_cache(cache, lambda r: embed_posters(encoder, paths[r], image_cfg["batch_size"], images(r)),
+        fill_cache(cache, lambda r: embed_posters(encoder, paths[r].tolist(), image_cfg["batch_size"], images(r)),
                    f"posters ({encoder.cache_key})", shard, num_shards,
                    {**runtime_info(), "batch_size": image_cfg["batch_size"]})
         directories[POSTER] = cache.directory
@@ -141,10 +159,10 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
 
         reader = PosterTextReader(config["encoders"]["ocr"])
         rows = poster_rows(prepared.movies)
-        paths = rows["poster"].tolist()
+        paths = rows["poster"].to_numpy(object)
         cache = open_cache(config, POSTER_TEXT, reader.cache_key, rows)
         try:
-            if fill_cache(cache, lambda r: reader.read_files(paths[r]), f"poster text ({reader.cache_key})",
+            if fill_cache(cache, lambda r: reader.read_files(paths[r].tolist()), f"poster text ({reader.cache_key})",
                           shard, num_shards, runtime_info()):
                 write_poster_text_coverage(cache.directory / "coverage.md", rows, cache.load(), prepared.genres)
         finally:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import keras
 import yaml
 
-from movietitles.config import config_hash, enabled_section, with_overrides
+from movietitles.config import config_hash, enabled_section, identity, with_overrides
 from movietitles.encoders.image import image_cache_key
 from movietitles.generator.tokenizer import TitleTokenizer
 
@@ -51,7 +51,8 @@ def run_directory(config: dict) -> Path:
     encoders = {"image": image_cache_key(config["encoders"]["image"]), "bpemb": config["encoders"]["bpemb"]}
     if enabled_section(gcfg, "poster_text"):
         encoders["ocr"] = config["encoders"]["ocr"]
-    shaping = {"task": TASK, "seed": config["seed"], "data": config["data"], "encoders": encoders, "generator": gcfg}
+    shaping = {"task": TASK, "seed": config["seed"], "data": identity(config)["data"], "encoders": encoders,
+               "generator": gcfg}
     if gcfg.get("predicted_genres"):  # the poster genre model inside the decoder, by its run (what shapes it)
         from movietitles.models.genre_runs import run_directory as genre_run_directory
 

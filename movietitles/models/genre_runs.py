@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from movietitles.config import config_hash
+from movietitles.config import config_hash, identity
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, cache_key
 from movietitles.models.genre import TITLE_TEXT
@@ -28,7 +28,8 @@ MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "s
 
 def run_directory(config: dict, task: str) -> Path:
     """Deterministic in what shapes the model, so re-running a command finds (and resumes) its run."""
-    genre = {k: v for k, v in config["genre"].items() if k != "models"}
+    named = identity(config)  # where runs are kept is not part of their name
+    genre = {k: v for k, v in named["genre"].items() if k != "models"}
     # The features the task reads, by their cache keys: a new image encoder does not retrain the title
     # model, and settings that change no feature (batch sizes, input limits) retrain nothing.
     features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
@@ -36,7 +37,7 @@ def run_directory(config: dict, task: str) -> Path:
     for keys in SWITCHED_KEYS:
         if not model.get(keys[0]):
             model = {key: value for key, value in model.items() if key not in keys}
-    shaping = {"task": task, "seed": config["seed"], "data": config["data"], "features": features,
+    shaping = {"task": task, "seed": config["seed"], "data": named["data"], "features": features,
                "genre": genre, "model": model}
     return Path(config["genre"]["runs_dir"]) / f"{task}-{config_hash(shaping)}"
 

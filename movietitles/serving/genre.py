@@ -7,7 +7,11 @@ decoding and preprocessing, the image network and the Keras classifier. It uses 
 core and TensorFlow Text ops, which the stock TF Serving model server links in.
 
 Signatures (batch-major, as TF Serving wants):
-  serving_default: `title` string [B] and/or `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP)
+  serving_default: `title` string [B] and/or `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP).
+                   Titles in the form the models were trained on, which the graph does not change: cleaned as
+                   `data prepare` cleans MovieLens titles ("Brave, The (1997)" -> "The Brave": the article in
+                   front, no year, no alternative titles; `movietitles.data.titles.clean_title`, which `predict`
+                   applies). The genres are the evaluation's own, movie by movie (tests/test_parity.py).
                    A title that is empty, only whitespace or not UTF-8, or a poster that is not an image
                    or is over the encoder's max_bytes / max_pixels, fails the request (InvalidArgument,
                    naming its index: "title 3 ...", "poster 2 ..."); the model serves the next one.
@@ -191,14 +195,8 @@ class GenreServingModule(tf.Module):
                        lambda: tf.zeros([0, self.embedding_dims[name]], tf.float32))
 
     def _embed_titles(self, titles):
-        """Like TextEncoder.embed: the batch is trimmed to its longest title (exact: padding is masked)."""
         with tf.control_dependencies(check_titles(titles)):
-            packed = self.text_preprocessor(tf.identity(titles))
-        longest = tf.reduce_max(tf.reduce_sum(tf.cast(packed["input_mask"], tf.int32), axis=1))
-        length = tf.minimum(tf.shape(packed["input_mask"])[1], tf.maximum(longest, 1))
-        word_ids, mask, type_ids = (tf.cast(packed[k][:, :length], tf.int32)
-                                    for k in ("input_word_ids", "input_mask", "input_type_ids"))
-        return self._text_encoder.encode_token_ids(word_ids, mask, type_ids)["embedding"]
+            return self._text_encoder.embed_tensor(tf.identity(titles))
 
     def _embed_posters(self, posters):
         images = preprocess_posters(self._image_encoder, posters)

@@ -1,0 +1,105 @@
+"""Experiments that train several variants of a model and compare them on the test split: they sit above
+training and evaluation (they train, then evaluate), so neither of those imports the other.
+
+    python -m movietitles.evaluate --task embeddings     # compare_embeddings
+    python -m movietitles.evaluate --task conditioning   # compare_conditioning
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from movietitles.config import config_hash, identity, with_overrides, write_config
+from movietitles.evaluation.generator_report import (
+    condition_perplexities, evaluate_generator, text_table, with_interval)
+from movietitles.generator.data import poster_titles
+from movietitles.generator.runs import load_generator_run
+from movietitles.io import atomic_write_text
+from movietitles.training.generator import train_generator
+
+log = logging.getLogger(__name__)
+
+# The embedding comparison: each variant is a set of config overrides of the generator.
+EMBEDDING_VARIANTS = {
+    "BPEmb en, frozen": {"generator.embeddings": "bpemb", "generator.trainable_embeddings": False},
+    "BPEmb en, trainable": {"generator.embeddings": "bpemb", "generator.trainable_embeddings": True},
+    "BPEmb nl, frozen": {"encoders.bpemb.lang": "nl", "generator.embeddings": "bpemb",
+                         "generator.trainable_embeddings": False},
+    "BPEmb nl, trainable": {"encoders.bpemb.lang": "nl", "generator.embeddings": "bpemb",
+                            "generator.trainable_embeddings": True},
+    "random, frozen": {"generator.embeddings": "random", "generator.trainable_embeddings": False},
+    "random, trainable": {"generator.embeddings": "random", "generator.trainable_embeddings": True},
+}
+
+
+# The conditioning ablation: how the poster reaches the decoder. Each is a set of config overrides.
+CONDITIONING_VARIANTS = {
+    "no poster (language model only)": {"generator.poster_injection": "none"},
+    "poster vector, par-inject": {"generator.poster_injection": "par_inject"},
+    "poster vector, init-inject": {"generator.poster_injection": "init_inject"},
+    "poster vector, par- and init-inject": {"generator.poster_injection": "both"},
+    "poster vector + predicted genres": {"generator.predicted_genres": True},
+    "text-masked poster vector": {"encoders.image.view": "text_masked"},
+    "poster vector, 2 GRU layers": {"generator.gru_layers": 2},
+    "poster vector + attention over its feature map": {"encoders.image.pooling": "grid",
+                                                       "generator.poster_attention.enabled": True},
+    "poster text only (OCR, copy)": {"generator.poster_injection": "none", "generator.poster_text.enabled": True},
+    "poster vector + text (OCR, copy)": {"generator.poster_injection": "par_inject",
+                                         "generator.poster_text.enabled": True},
+}
+
+
+def compare_conditioning(config: dict, names: list[str] | None = None) -> tuple[Path, str]:
+    """Train (or reuse) and evaluate one generator per conditioning variant; one table of their test scores.
+
+    Each variant is a full training run (~20-30 min on 2 cores once features are cached); finished runs are reused.
+    """
+    names = list(CONDITIONING_VARIANTS) if names is None else names
+    unknown = sorted(set(names) - set(CONDITIONING_VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown conditioning variant(s) {unknown}; expected some of {list(CONDITIONING_VARIANTS)}")
+    rows = []
+    for name in names:
+        variant = with_overrides(config, CONDITIONING_VARIANTS[name])
+        log.info("conditioning variant %s", name)
+        train_generator(variant)
+        metrics = json.loads((evaluate_generator(variant, samples=5) / "metrics.json").read_text())
+        swap, pmi, gen = metrics["swap_test"], metrics["made_up_titles"]["rankers"]["PMI"], metrics["generated"]
+        low, high = swap["gain_interval"]
+        rows.append([name, swap["bits_per_char_true"], f"{swap['gain_bits_per_char']:+.3f} [{low:+.3f}, {high:+.3f}]",
+                     with_interval(pmi, "recall_at_1"), with_interval(pmi, "recall_at_10"),
+                     gen["share_real_words"], gen["share_new"]])
+    truth = metrics["true_titles"]  # the same test titles for every variant
+    rows.append(["the true titles (reference)", "-", "-", "-", "-", truth["share_real_words"], truth["share_new"]])
+    table = text_table(["conditioning", "bits / char", "swap-test gain, bits / char [95% CI]", "PMI recall@1",
+                    "PMI recall@10", "real words", "new titles"], rows)
+    digest = config_hash([identity(config), names])
+    out = Path(config["genre"]["runs_dir"]) / f"conditioning-comparison-{digest}"
+    write_config(config, out)
+    atomic_write_text(out / "report.md", f"# Conditioning ablation (test split)\n\n{table}\n")
+    return out, table
+
+
+def compare_embeddings(config: dict) -> tuple[Path, str]:
+    """Train (or reuse) one generator per embedding variant; one table of test perplexities."""
+    rows = []
+    for name, overrides in EMBEDDING_VARIANTS.items():
+        variant = with_overrides(config, overrides)
+        log.info("embedding variant %s", name)
+        run = load_generator_run(train_generator(variant))
+        test = poster_titles(variant, "test", run.tokenizer)
+        c = condition_perplexities(run, test, config["seed"])
+        rows.append([name, c["true poster"]["perplexity_per_token"], c["true poster"]["perplexity_per_char"],
+                     c["true poster"]["bits_per_char"], c["zero poster"]["bits_per_char"],
+                     c["shuffled posters"]["bits_per_char"], run.summary.get("seconds_in_last_session", "-")])
+    table = text_table(["embeddings", "perplexity / token", "perplexity / char", "bits / char",
+                    "bits / char, zero poster", "bits / char, shuffled", "train s (last session)"], rows)
+    note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
+            "subwords); bits per character are.")
+    digest = config_hash(identity(config))
+    out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
+    write_config(config, out)
+    atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")
+    return out, table
