@@ -38,6 +38,7 @@ from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, p
 from movietitles.evaluation.predictions import predictions_table, write_predictions
 from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
+from movietitles.encoders.text import finetune_settings
 from movietitles.features.ensure import ensure_features
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, load_split
@@ -45,7 +46,7 @@ from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
 from movietitles.tensorboard_logs import log_evaluation
 from movietitles.models.genre_runs import (
-    GENRE_TASKS, finished_run, load_genre_run, model_inputs, predict_scores, run_directory)
+    GENRE_TASKS, SUMMARY_FILE, finished_run, load_genre_run, model_inputs, predict_scores, run_directory)
 
 log = logging.getLogger("movietitles.evaluate")
 
@@ -103,7 +104,8 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
 
     val_scores, test_scores, fixed_rows, saw = {}, {}, {}, {}
     control = with_overrides(config, {"genre.title_corpus": False})
-    if (run_directory(control, "title") / "summary.json").exists():
+    # With a fine-tuned title encoder the control would need its own (train.py makes none): no control row.
+    if finetune_settings(config["encoders"]["text"]) is None and (run_directory(control, "title") / SUMMARY_FILE).exists():
         runs[CONTROL_ROW] = run_directory(control, "title")
     for row, run_dir in runs.items():
         model, _, summary = load_genre_run(run_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 from movietitles.config import config_hash, identity, with_overrides, write_config
 from movietitles.evaluation.generator_report import (
     condition_perplexities, evaluate_generator, text_table, with_interval)
+from movietitles.evaluation.title_scores import bpemb_coverage
 from movietitles.generator.data import poster_titles
 from movietitles.generator.runs import load_generator_run
 from movietitles.io import atomic_write_text
@@ -84,20 +85,25 @@ def compare_conditioning(config: dict, names: list[str] | None = None) -> tuple[
 
 def compare_embeddings(config: dict) -> tuple[Path, str]:
     """Train (or reuse) one generator per embedding variant; one table of test perplexities."""
-    rows = []
+    rows, coverage = [], {}
     for name, overrides in EMBEDDING_VARIANTS.items():
         variant = with_overrides(config, overrides)
         log.info("embedding variant %s", name)
         run = load_generator_run(train_generator(variant))
         test = poster_titles(variant, "test", run.tokenizer)
         c = condition_perplexities(run, test, config["seed"])
+        coverage[variant["encoders"]["bpemb"]["lang"]] = bpemb_coverage(
+            run.tokenizer, test.movies["title"].tolist())["share_of_characters_not_written"]
         rows.append([name, c["true poster"]["perplexity_per_token"], c["true poster"]["perplexity_per_char"],
                      c["true poster"]["bits_per_char"], c["zero poster"]["bits_per_char"],
                      c["shuffled posters"]["bits_per_char"], run.summary.get("seconds_in_last_session", "-")])
     table = text_table(["embeddings", "perplexity / token", "perplexity / char", "bits / char",
                     "bits / char, zero poster", "bits / char, shuffled", "train s (last session)"], rows)
     note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
-            "subwords); bits per character are.")
+            "subwords); bits per character are closer to it, over the same characters, but each language's BPEmb "
+            "drops the characters its vocabulary lacks, and the bits do not pay for them: a lower bound, as "
+            "evaluate --task generator reports (share of characters not written, by language: "
+            + ", ".join(f"{lang} {share:.2%}" for lang, share in coverage.items()) + ").")
     digest = config_hash(identity(config))
     out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
     write_config(config, out)

@@ -36,3 +36,21 @@ def test_logits_at_step_t_do_not_change_with_later_tokens(variant):
         after = np.asarray(decoder(changed, training=False))
         np.testing.assert_allclose(after[:, :t + 1], logits[:, :t + 1], atol=1e-5, err_msg=f"{variant}, step {t}")
         assert np.abs(after[:, t + 1:] - logits[:, t + 1:]).max() > 1e-4  # later steps do read the tokens
+
+
+def test_the_poster_text_encoder_ignores_padding():
+    """A poster's text gives the same logits however far its row is padded (batches pad to their longest)."""
+    rng = np.random.default_rng(1)
+    pad = VOCAB - 3  # the tokenizer's PAD id
+    decoder = build_title_decoder(VOCAB, 12, 3, rng.normal(size=(VOCAB, 8)).astype(np.float32), gru_units=16,
+                                  dropout=0.0, poster_text_units=16)
+    tokens = rng.integers(0, pad, (2, STEPS)).astype(np.int32)
+    poster = rng.normal(size=(2, 12)).astype(np.float32)
+    text = rng.integers(0, pad, (2, 5)).astype(np.int32)
+    text[1, 3:] = pad
+    logits = {}
+    for extra in (0, 6):
+        padded = np.concatenate([text, np.full((2, extra), pad, np.int32)], axis=1)
+        logits[extra] = np.asarray(decoder({TOKENS: tokens, POSTER_INPUT: poster, POSTER_TEXT: padded},
+                                           training=False))
+    np.testing.assert_allclose(logits[6], logits[0], atol=1e-5)

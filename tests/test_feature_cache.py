@@ -194,7 +194,9 @@ def test_an_unmerged_chunk_with_a_changed_row_is_recomputed(tmp_path):
     assert changed.missing_chunks() == [1, 2, 3, 4]
 
 
-def test_a_cache_from_before_contents_were_recorded_is_adopted(tmp_path):
+def test_a_cache_from_before_contents_were_recorded_is_adopted(tmp_path, caplog):
+    fresh = FeatureCache.open(tmp_path / "fresh", "poster", "enc", IDS, chunk_size=5, contents=list(IDS))
+    assert fill_cache(fresh, fake_embed([]), "test") and "before row contents" not in caplog.text
     old = FeatureCache.open(tmp_path, "poster", "enc", IDS, chunk_size=5)
     assert fill_cache(old, fake_embed([]), "test") and not (old.directory / "contents.txt").exists()
     contents = [f"digest-{i}" for i in range(len(IDS))]
@@ -202,3 +204,4 @@ def test_a_cache_from_before_contents_were_recorded_is_adopted(tmp_path):
     assert adopted.stale_rows().size == 0
     adopted.load()
     assert (adopted.directory / "contents.txt").read_text().splitlines() == contents
+    assert "cached before row contents were recorded: kept as it is" in caplog.text

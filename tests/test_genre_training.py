@@ -129,6 +129,15 @@ def test_evaluation_carries_intervals_paired_comparisons_and_an_answer(tiny_conf
     assert header[:4] == ["model", "micro_precision", "micro_precision_lo", "micro_precision_hi"]
 
 
+def test_one_model_has_one_validation_score_in_training_and_evaluation(tiny_config, trained, evaluated):
+    """Early stopping and the evaluation score a model on the same validation halvings (the config's seed)."""
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    for task in GENRE_TASKS:  # single models in the tiny config (ensembles have a test of their own)
+        summary = json.loads((trained[task] / "summary.json").read_text())
+        assert summary["best_val_oos_macro_f1"] == pytest.approx(
+            metrics["validation_out_of_sample"][MODEL_ROWS[task]]["macro_f1"], abs=1e-9), task
+
+
 def test_every_row_recomputed_with_scikit_learn_from_predictions_csv(tiny_config, evaluated):
     """predictions.csv holds each row's per-movie predictions: scikit-learn's own F1 of them is the reported one."""
     from sklearn.metrics import f1_score

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from movietitles.evaluation.title_scores import (
-    TitleScores, candidate_sets, derangement, generation_metrics, perplexity, rank_of_true, ranking_metrics,
+    TitleScores, candidate_sets, generation_metrics, perplexity, rank_of_true, ranking_metrics,
     swap_test)
-from movietitles.generator.data import TitleSet
+from movietitles.generator.data import TitleSet, derangement
 from movietitles.generator.tokenizer import TitleTokenizer
 from needs import need_path
 
@@ -112,3 +112,27 @@ def test_generation_metrics_by_hand():
     # bigrams: (the dark) (dark night) x2, (love story), (night of) (of the) (the dark) -> 8 bigrams, 5 distinct
     assert metrics["distinct_2"] == pytest.approx(5 / 8)
     assert metrics["mean_words_real"] == pytest.approx(2.0) and metrics["median_words_generated"] == 3.0
+
+
+def test_shuffled_posters_mean_one_thing_in_training_and_evaluation():
+    """Every title gets another movie's poster (vector and text), never its own; its own genres stay."""
+    n = 9
+    titles = pd.DataFrame({"title": [f"t{i}" for i in range(n)]})
+    tset = TitleSet(titles, ["A", "B"], np.arange(n, dtype=np.float32)[:, None], np.eye(n, 2), [[1]] * n, [[2]] * n,
+                    np.arange(n)[:, None])
+    shuffled = tset.with_shuffled_posters(seed=3)
+    assert (shuffled.poster[:, 0] != np.arange(n)).all()
+    assert sorted(shuffled.poster[:, 0]) == list(range(n))
+    np.testing.assert_array_equal(shuffled.poster_text[:, 0], shuffled.poster[:, 0])
+    np.testing.assert_array_equal(shuffled.genres, tset.genres)
+
+
+def test_bpemb_coverage_counts_what_bits_per_character_leave_out(tokenizer):
+    from movietitles.evaluation.title_scores import bpemb_coverage
+
+    # max_len 4: three subwords at most. "Up" is written whole (case and digits do not count), "Snow ☃" loses its
+    # snowman, the long title its tail.
+    assert bpemb_coverage(tokenizer, ["Up", "UP 2"])["share_of_titles_written_whole"] == 1.0
+    coverage = bpemb_coverage(tokenizer, ["Up", "Snow ☃", "A very long title indeed"])
+    assert coverage["titles"] == 3 and coverage["share_of_titles_written_whole"] == pytest.approx(1 / 3)
+    assert 0 < coverage["share_of_characters_not_written"] < 1

@@ -15,7 +15,7 @@ from movietitles.config import config_hash, enabled_section, identity, write_con
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
-    RANKERS, derangement, generation_metrics, made_up_title_ranking, perplexity, score_title_set, score_titles,
+    RANKERS, bpemb_coverage, generation_metrics, made_up_title_ranking, perplexity, score_title_set, score_titles,
     swap_test)
 from movietitles.generator.data import no_poster_text, poster_titles
 from movietitles.generator.runs import load_generator_run, run_directory
@@ -32,7 +32,7 @@ def poster_conditions(title_set, seed: int, pad_id: int) -> dict:
     """The titles with their true poster, with none (zero vector, no text: the warm-up's condition), and with
     another movie's poster (vector and text)."""
     return {"true poster": title_set, "zero poster": title_set.without_posters(pad_id),
-            "shuffled posters": title_set.with_posters_of(derangement(len(title_set), seed))}
+            "shuffled posters": title_set.with_shuffled_posters(seed)}
 
 
 def _scores(run, title_set):
@@ -46,7 +46,7 @@ def condition_perplexities(run, title_set, seed: int) -> dict[str, dict]:
 
 def poster_swap_test(run, title_set, seed: int, n_resamples: int = 1000) -> dict:
     """The headline: bits/char with shuffled real posters minus with the true poster (SHUFFLES derangements)."""
-    shuffled = [_scores(run, title_set.with_posters_of(derangement(len(title_set), seed + k)))
+    shuffled = [_scores(run, title_set.with_shuffled_posters(seed + k))
                 for k in range(SHUFFLES)]
     return swap_test(_scores(run, title_set), shuffled, title_set.characters, n_resamples, seed)
 
@@ -95,8 +95,10 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     digest = config_hash([identity(config), data_root])
     out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
     write_config(config, out)
+    coverage = bpemb_coverage(run.tokenizer, real)
     metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
-               "swap_test": swap, "perplexity": conditions, "made_up_titles": ranking, "generated": generation,
+               "swap_test": swap, "perplexity": conditions, "bpemb_coverage": coverage,
+               "made_up_titles": ranking, "generated": generation,
                "true_titles": true_titles, "sampling": sampling}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     rng = np.random.default_rng(seed)
@@ -104,7 +106,7 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     report = "\n\n".join([
         f"# Title generator evaluation\n\nRun `{run.run_dir}`; {len(test)} titles ({description}).",
         "## Does the poster help? (swap test)\n\n" + swap_test_text(swap),
-        "## Cross-entropy (nats) and perplexity\n\n" + text_table(
+        "## Cross-entropy (nats) and perplexity\n\n" + coverage_text(coverage) + "\n\n" + text_table(
             ["poster", "per BPE token", "perplexity / token", "per character", "perplexity / char", "bits / char"],
             [[name, c["cross_entropy_per_token"], c["perplexity_per_token"], c["cross_entropy_per_char"],
               c["perplexity_per_char"], c["bits_per_char"]] for name, c in conditions.items()]),
@@ -140,6 +142,14 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
 def with_interval(metrics: dict, key: str, fmt: str = "{:.3f}") -> str:
     low, high = metrics[f"{key}_interval"]
     return f"{fmt.format(metrics[key])} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def coverage_text(coverage: dict) -> str:
+    return ("Per character: the cost of BPEmb's form of each title (lowercased, digits as 0, unknown characters "
+            "dropped, cut at generator.max_len) over the title's own characters, so a lower bound on the cost of "
+            f"the exact title. Here BPEmb's form writes {coverage['share_of_titles_written_whole']:.1%} of the "
+            f"titles whole (up to case and digits) and leaves out {coverage['share_of_characters_not_written']:.2%} "
+            "of their characters.")
 
 
 def swap_test_text(swap: dict) -> str:

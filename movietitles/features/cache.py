@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from movietitles.io import atomic_save_npy, atomic_write_text, replacing_file
+
+log = logging.getLogger(__name__)
 
 
 def ids_fingerprint(ids: list[str]) -> str:
@@ -60,18 +63,16 @@ class FeatureCache:
         if contents is not None and len(contents) != len(ids):
             raise ValueError(f"{len(ids)} ids but {len(contents)} content digests")
         directory = Path(root) / kind / cache_key / ids_fingerprint(ids)
-        meta = {"kind": kind, "cache_key": cache_key, "rows": len(ids), "chunk_size": chunk_size}
         meta_path = directory / "meta.json"
         if meta_path.exists():
-            saved = json.loads(meta_path.read_text(encoding="utf-8"))
-            if saved.get("chunk_size") != chunk_size:
-                # Chunks of another size cover other rows: keep the size the cache was started with.
-                chunk_size = saved["chunk_size"]
-                meta["chunk_size"] = chunk_size
-        else:
-            atomic_write_text(directory / "ids.txt", "\n".join(ids) + "\n")
-            atomic_write_text(meta_path, json.dumps(meta, indent=2))
+            # Chunks of another size cover other rows: keep the size the cache was started with.
+            chunk_size = json.loads(meta_path.read_text(encoding="utf-8")).get("chunk_size", chunk_size)
         cache = cls(directory, list(ids), chunk_size, None if contents is None else list(contents))
+        if not meta_path.exists():
+            atomic_write_text(directory / "ids.txt", "\n".join(ids) + "\n")
+            cache.record_contents()  # before meta.json: a cache that has meta.json knows its rows' contents
+            meta = {"kind": kind, "cache_key": cache_key, "rows": len(ids), "chunk_size": chunk_size}
+            atomic_write_text(meta_path, json.dumps(meta, indent=2))
         cache._drop_stale_chunks()
         return cache
 
@@ -96,8 +97,15 @@ class FeatureCache:
 
     def record_contents(self) -> None:
         """The rows on disk are those of `contents` (a cache from before contents were recorded is adopted)."""
-        if self.contents is not None and self.saved_contents() != self.contents:
-            atomic_write_text(self.contents_path, "".join(f"{c}\n" for c in self.contents))
+        if self.contents is None:
+            return
+        saved = self.saved_contents()
+        if saved == self.contents:
+            return
+        if saved is None and self.is_complete():
+            log.warning("%s was cached before row contents were recorded: kept as it is, and checked from now on "
+                        "(remove the folder to recompute it)", self.directory)
+        atomic_write_text(self.contents_path, "".join(f"{c}\n" for c in self.contents))
 
     def _drop_stale_chunks(self) -> None:
         """Unmerged chunks holding a stale row are removed (recomputed with the missing ones)."""

@@ -22,6 +22,13 @@ from movietitles.features.extract import POSTER
 from movietitles.features.pipeline import load_split, poster_text
 from movietitles.generator.tokenizer import TitleTokenizer
 
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A permutation with no fixed point: every movie gets another movie's poster."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    return np.roll(order, 1)[np.argsort(order)]
+
 # Shuffled batches are made of titles of similar length (sorted within windows of this many batches).
 SORT_WINDOW = 32
 
@@ -78,6 +85,11 @@ class TitleSet:
         return TitleSet(self.movies.iloc[rows].reset_index(drop=True), self.genre_names, self.poster[rows],
                         self.genres[rows], [self.tokens[i] for i in rows], [self.targets[i] for i in rows],
                         None if self.poster_text is None else self.poster_text[rows])
+
+    def with_shuffled_posters(self, seed: int) -> "TitleSet":
+        """"Shuffled posters", the one definition training and evaluation share: each title with the poster
+        (vector and text) of another movie of the set (a derangement, so never its own), its genres kept."""
+        return self.with_posters_of(derangement(len(self), seed))
 
     def with_posters_of(self, order: np.ndarray) -> "TitleSet":
         """The same titles, row i with the poster (vector and text) of row `order[i]`."""

@@ -63,6 +63,25 @@ class SplitPosterGrid(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="movietitles")
+class NotPadding(keras.layers.Layer):
+    """Subword ids [B, M] -> bool [B, M], True where the id is not PAD: the mask of the poster-text encoder, so that
+    each position's state does not depend on how far its row is padded (a row is padded to its batch's longest)."""
+
+    def __init__(self, pad_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pad_id = int(pad_id)
+
+    def call(self, ids):
+        return keras.ops.not_equal(ids, self.pad_id)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "pad_id": self.pad_id}
+
+
+@keras.saving.register_keras_serializable(package="movietitles")
 class CopyAttention(keras.layers.Layer):
     """`[decoder states [B, T, H], text memory [B, M, D], text ids [B, M]]` -> `[context [B, T, D], copy [B, T, V]]`.
 
@@ -81,7 +100,7 @@ class CopyAttention(keras.layers.Layer):
         self.query.build(states_shape)
         self.key.build(memory_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):  # PAD positions are masked from `text_ids` (the memory's mask is the same)
         states, memory, text_ids = inputs
         scores = keras.ops.einsum("btu,bmu->btm", self.query(states), self.key(memory)) / np.sqrt(self.units)
         valid = keras.ops.expand_dims(keras.ops.not_equal(text_ids, self.pad_id), 1)
@@ -93,6 +112,9 @@ class CopyAttention(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         states_shape, memory_shape, _ = input_shape
         return ((*states_shape[:2], memory_shape[-1]), (*states_shape[:2], self.vocab_size))
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # the outputs are per decoder step, not per text position
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "vocab_size": self.vocab_size, "pad_id": self.pad_id}
@@ -199,10 +221,12 @@ def build_title_decoder(vocab_size: int, poster_dim: int, num_genres: int, embed
 
     text_ids = keras.Input((None,), dtype="int32", name=POSTER_TEXT)
     inputs[POSTER_TEXT] = text_ids
+    pad_id = vocab_size - 3
     memory = keras.layers.Bidirectional(keras.layers.GRU(poster_text_units, return_sequences=True),
-                                        name="poster_text_encoder")(embedding(text_ids))
+                                        name="poster_text_encoder")(
+        embedding(text_ids), mask=NotPadding(pad_id, name="poster_text_mask")(text_ids))
     memory = keras.layers.Dropout(dropout, name="poster_text_dropout")(memory)
-    context, copy = CopyAttention(poster_text_units, vocab_size, pad_id=vocab_size - 3, name="copy_attention")(
+    context, copy = CopyAttention(poster_text_units, vocab_size, pad_id=pad_id, name="copy_attention")(
         [x, memory, text_ids])
     state_and_context = keras.layers.Concatenate(name="state_and_context")([x, context])
     vocabulary_logits = keras.layers.Dense(vocab_size, name="vocabulary_logits")(state_and_context)

@@ -10,7 +10,8 @@ TensorBoard logs (loss per epoch; greedy titles for fixed validation posters, pe
 
 The validation loss is the exact mean negative log-likelihood per target token (</s> included)
 over the validation movies with a poster; `val_loss_shuffled_posters` is the same with the
-posters shuffled among those movies, so the gap between them is what the poster contributes.
+posters shuffled among those movies (`TitleSet.with_shuffled_posters`, as the evaluation shuffles
+them), so the gap between them is what the poster contributes.
 """
 
 from __future__ import annotations
@@ -62,14 +63,6 @@ def validation_nll(model: keras.Model, titles: TitleSet, tokenizer: TitleTokeniz
     return total, tokens, int((titles.characters + 1).sum())
 
 
-def shuffled_posters(titles: TitleSet, seed: int) -> TitleSet:
-    """The same titles, each with the poster (vector, text) and genres of another movie of the set."""
-    order = np.random.default_rng(seed).permutation(len(titles))
-    shuffled = titles.with_posters_of(order)
-    shuffled.genres = titles.genres[order]
-    return shuffled
-
-
 class _RunState(keras.callbacks.Callback):
     """Per epoch: exact validation losses into the logs (before TensorBoard reads them), greedy titles
     for fixed validation posters as TensorBoard text, the best model, early stopping, and a
@@ -79,7 +72,7 @@ class _RunState(keras.callbacks.Callback):
                  warmup_epochs: int, patience: int, seed: int):
         super().__init__()
         self.run_dir, self.tokenizer, self.val, self.samples = run_dir, tokenizer, val, samples
-        self.shuffled = shuffled_posters(val, seed)
+        self.shuffled = val.with_shuffled_posters(seed)
         self.warmup_epochs, self.patience = warmup_epochs, patience
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
@@ -232,7 +225,7 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         os.replace(run_dir / BEST_FILE, run_dir / MODEL_FILE)
     model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
     nll, tokens, chars = validation_nll(model, val, tokenizer)
-    shuffled_nll, _, _ = validation_nll(model, shuffled_posters(val, config["seed"]), tokenizer)
+    shuffled_nll, _, _ = validation_nll(model, val.with_shuffled_posters(config["seed"]), tokenizer)
     summary = {
         "task": TASK,
         "training_movies": len(train),

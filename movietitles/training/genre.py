@@ -111,7 +111,9 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     write_config(config, out_dir)
     result = train_loop(train_model, optimizer, loss, train_ds, val_inputs, val.labels, strategy, out_dir,
                         epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
-                        monitor=gcfg["monitor"], thresholds=gcfg["thresholds"], on_epoch_start=on_epoch_start)
+                        monitor=gcfg["monitor"], on_epoch_start=on_epoch_start,
+                        # The validation halvings of the config's seed, as the evaluation scores this model.
+                        thresholds={**gcfg["thresholds"], "seed": config["seed"]})
     atomic_save_model(model, out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir

@@ -39,7 +39,8 @@ MAX_TOKENS = 32  # titles are ~6 word pieces; longer ones (under 0.01% of MovieL
 
 
 class TokenStates:
-    """The frozen layers' output for each title, as float16 arrays of its own length."""
+    """The frozen layers' output for each title, as float32 arrays of its own length (what the saved model computes
+    from the raw title: training on float16-rounded states would train on inputs it never serves)."""
 
     def __init__(self, states: list[np.ndarray]):
         self.states = states
@@ -83,7 +84,7 @@ def frozen_states(backbone, preprocess, titles: list[str], frozen_layers: int, b
         length = int(lengths[rows].max())
         out = bottom({"token_ids": ids[rows, :length], "segment_ids": np.zeros_like(ids[rows, :length]),
                       "padding_mask": mask[rows, :length]}, training=False)
-        out = keras.ops.convert_to_numpy(out).astype(np.float16)
+        out = keras.ops.convert_to_numpy(out).astype(np.float32)
         for j, row in enumerate(rows):
             states[row] = out[j, :lengths[row]]
         progress.add(len(rows))
