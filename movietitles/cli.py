@@ -10,6 +10,7 @@ import os
 import sys
 
 from movietitles.config import ConfigError, add_config_arguments
+from movietitles.io import DamagedFile
 
 USER_ERROR = 2  # argparse's own exit status for a bad command line
 
@@ -18,8 +19,9 @@ class UserError(Exception):
     """A mistake the user can fix; the message says what to run or change next."""
 
 
-# FileNotFoundError: a missing input, named with the command that makes it (e.g. PreparedDataMissing).
-USER_ERRORS = (UserError, ConfigError, FileNotFoundError)
+# FileNotFoundError: a missing input, named with the command that makes it (e.g. PreparedDataMissing);
+# DamagedFile: an output of an earlier run that cannot be read back, named with the command that remakes it.
+USER_ERRORS = (UserError, ConfigError, FileNotFoundError, DamagedFile)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:

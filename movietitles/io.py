@@ -103,3 +103,19 @@ def file_name_for(movie_id: str) -> str:
         return movie_id
     safe = re.sub(r"[^\w.-]", "_", movie_id)[:80].lstrip(".") or "id"
     return f"{safe}-{hashlib.sha256(movie_id.encode('utf-8')).hexdigest()[:12]}"
+
+
+class DamagedFile(ValueError):
+    """A file this project wrote that cannot be read back (cut short by a full disk, corrupted): the message names
+    the file and what to run to make it again."""
+
+
+def read_written(path: str | Path, read, remedy: str):
+    """`read(path)`, or DamagedFile naming `path`, the reason and `remedy` when the file exists but cannot be read."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the readers (Keras, numpy, json) each fail in their own way
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise DamagedFile(f"{path} is damaged and cannot be read ({type(e).__name__}: {reason}): {remedy}") from None

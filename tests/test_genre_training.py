@@ -303,3 +303,34 @@ def test_poster_text_rows_read_the_words_and_answer_what_picture_and_words_add(t
     assert answer[6].startswith("The poster's words add beyond its picture")
     difference = models[PICTURE_WORDS_ROW]["macro_f1"] - models[MODEL_ROWS["poster"]]["macro_f1"]
     assert f"{difference:+.3f}" in answer[6]
+
+
+def test_a_damaged_run_or_cache_is_one_line_naming_the_file_and_exit_2(tiny_config, trained, tmp_path, capsys):
+    """A model.keras cut short (a full disk), a garbled thresholds.json, a truncated feature cache: exit 2 and one
+    line naming the file and the command that makes it again, not a traceback."""
+    import shutil
+
+    from movietitles import evaluate, export
+    from movietitles.config import write_config
+
+    runs = shutil.copytree(tiny_config["genre"]["runs_dir"], tmp_path / "runs")
+    features = shutil.copytree(tiny_config["features"]["cache_dir"], tmp_path / "features")
+    config = with_overrides(tiny_config, {"genre.runs_dir": str(runs), "features.cache_dir": str(features)})
+    config_file = str(write_config(config, tmp_path))
+    model_file = run_directory(config, "poster") / "model.keras"
+    model_file.write_bytes(model_file.read_bytes()[:1000])
+    assert evaluate.main(["--config", config_file]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(model_file) in err and "is damaged" in err
+    assert "python -m movietitles.train --task poster --fresh" in err
+
+    (run_directory(config, "fusion") / "thresholds.json").write_text('{"Action": 0.')
+    assert export.main(["--config", config_file, "--models", "fusion", "--model-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "thresholds.json is damaged" in err and "--task fusion --fresh" in err
+
+    (merged,) = (features / "title").glob("*/*/features.npy")
+    merged.write_bytes(merged.read_bytes()[:500])
+    assert evaluate.main(["--config", config_file, "--set", "genre.runs_dir=" + tiny_config["genre"]["runs_dir"]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(merged) in err and "python -m movietitles.features --kinds title" in err

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from movietitles.io import atomic_save_npy, atomic_write_text, replacing_file
+from movietitles.io import atomic_save_npy, atomic_write_text, read_written, replacing_file
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,14 @@ class FeatureCache:
 
     def load(self) -> np.ndarray:
         self.check_loadable()
-        return np.load(self.merged_path, mmap_mode="r")
+        return read_written(self.merged_path, self._read_merged_for_use, self._remedy())
+
+    def _read_merged_for_use(self, path: Path):
+        return np.load(path, mmap_mode="r")
+
+    def _remedy(self) -> str:
+        kind = self.directory.parents[1].name
+        return f"remove {self.directory} and run `python -m movietitles.features --kinds {kind}`"
 
 
 class RecordCache(FeatureCache):
@@ -282,6 +289,5 @@ class RecordCache(FeatureCache):
     def _write(path: Path, rows: list) -> None:
         atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
-    def load(self) -> list:
-        self.check_loadable()
-        return self._read_merged()
+    def _read_merged_for_use(self, path: Path) -> list:
+        return self._read_lines(path)

@@ -89,6 +89,8 @@ def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0
                  description, len(stale), cache.ids[stale[0]])
         values = [embed_rows(stale[i:i + 2048]) for i in range(0, len(stale), 2048)]
         cache.update_rows(stale, np.concatenate(values) if isinstance(values[0], np.ndarray) else sum(values, []))
+    elif complete:
+        cache.record_contents()  # a cache made before contents were recorded is adopted here, with a warning
     if complete:
         log.info("%s: %d rows cached in %s", description, len(cache.ids), cache.merged_path)
     else:

@@ -15,6 +15,7 @@ import yaml
 from movietitles.config import config_hash, enabled_section, identity, with_overrides
 from movietitles.encoders.image import image_cache_key
 from movietitles.generator.tokenizer import TitleTokenizer
+from movietitles.io import read_written
 
 TASK = "generator"
 MODEL_FILE, BEST_FILE, SUMMARY_FILE = "model.keras", "best.keras", "summary.json"
@@ -66,7 +67,8 @@ def load_generator_run(run_dir: str | Path) -> GeneratorRun:
     if not (run_dir / SUMMARY_FILE).exists():
         raise FileNotFoundError(f"no finished title generator run in {run_dir}: train it with "
                                 "`python -m movietitles.train --task generator` (with the same --config/--set)")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    remedy = "train it again with `python -m movietitles.train --task generator --fresh` (and the same --config/--set)"
+    config = read_written(run_dir / "config.yaml", lambda p: yaml.safe_load(p.read_text(encoding="utf-8")), remedy)
+    model = read_written(run_dir / MODEL_FILE, lambda p: keras.saving.load_model(p, compile=False), remedy)
+    summary = read_written(run_dir / SUMMARY_FILE, lambda p: json.loads(p.read_text()), remedy)
     return GeneratorRun(model, TitleTokenizer.from_config(config), config, summary, run_dir)

@@ -16,6 +16,7 @@ from movietitles.config import config_hash, identity
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, cache_key
 from movietitles.models.genre import TITLE_TEXT
+from movietitles.io import read_written
 
 GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
 # genre.models.title keys of the model that fine-tunes its encoder (movietitles.models.title_task)
@@ -61,9 +62,12 @@ def load_genre_run(run_dir: Path) -> tuple[keras.Model, np.ndarray, dict]:
                                 f"`python -m movietitles.train --task {run_dir.name.split('-')[0]}`")
     from movietitles.models.title_task import restore_exact_gelu  # registers its layers before the load
 
-    model = restore_exact_gelu(keras.saving.load_model(run_dir / MODEL_FILE))
-    thresholds = np.array(list(json.loads((run_dir / THRESHOLDS_FILE).read_text()).values()), dtype=np.float32)
-    return model, thresholds, json.loads(summary_path.read_text())
+    remedy = (f"train it again with `python -m movietitles.train --task {run_dir.name.split('-')[0]} --fresh` "
+              "(and the same --config/--set options)")
+    model = restore_exact_gelu(read_written(run_dir / MODEL_FILE, keras.saving.load_model, remedy))
+    saved = read_written(run_dir / THRESHOLDS_FILE, lambda p: json.loads(p.read_text()), remedy)
+    thresholds = np.array(list(saved.values()), dtype=np.float32)
+    return model, thresholds, read_written(summary_path, lambda p: json.loads(p.read_text()), remedy)
 
 
 def genre_names(run_dir: Path) -> list[str]:

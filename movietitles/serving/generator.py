@@ -40,7 +40,7 @@ from movietitles.generator.model import GENRES, POSTER_INPUT, POSTER_TEXT
 from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.generator.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, TitleSteps, sampling_settings
 from movietitles.generator.tokenizer import TitleTokenizer
-from movietitles.serving.genre import SIGNATURE_RAW, example_poster, preprocess_posters, save_new_version
+from movietitles.serving.genre import SIGNATURE_RAW, embed_posters, example_poster, save_new_version
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,7 @@ class GeneratorServingModule(tf.Module):
     def _sample(self, posters, temperature, seed, genres, poster_text):
         """[B, n, max_len] ids: n samples per poster, each after <s> until </s> (then PAD) or max_len ids."""
         n = self._n
-        vectors = tf.cast(self.image_model(preprocess_posters(self._image_encoder, posters), training=False),
-                          tf.float32)
+        vectors = embed_posters(self._image_encoder, self.image_model, posters)
         conditions = {POSTER_INPUT: tf.repeat(vectors, n, axis=0)}
         if genres is not None:
             conditions[GENRES] = tf.repeat(genres, n, axis=0)

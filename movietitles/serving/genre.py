@@ -44,9 +44,11 @@ SIGNATURE_RAW, SIGNATURE_EMBEDDINGS = "serving_default", "embeddings"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 OUTPUTS = ("probabilities", "predicted", "genres")
 
-# (offset, bytes) that start the image formats tf.io.decode_image reads.
 PARALLEL_POSTERS = 4  # posters decoded at once in one request
+POSTER_CHUNK = 32  # posters embedded at once: a request of any size is embedded chunk by chunk
+TAIL_BYTES = 64  # where a JPEG's end-of-image marker or a PNG's IEND chunk must be
 
+# (offset, bytes) that start the image formats tf.io.decode_image reads.
 _IMAGE_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
                 (8, b"WEBP"))
 
@@ -76,13 +78,34 @@ def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
     return tf.reduce_any(tf.stack(checks))
 
 
-def preprocess_posters(image_encoder, posters: tf.Tensor) -> tf.Tensor:
+def _looks_complete(data: tf.Tensor) -> tf.Tensor:
+    """Scalar bool: a JPEG holds its end-of-image marker, a PNG its IEND chunk, within its last TAIL_BYTES (every
+    real poster ends with it exactly); other formats pass. Cut files fail here, named, not in the decoder."""
+    length = tf.strings.length(data)
+    start = tf.maximum(length - TAIL_BYTES, 0)
+    tail = tf.strings.substr(data, start, length - start)
+
+    def holds(marker: bytes):
+        width = len(marker)
+        positions = tf.range(tf.maximum(tf.strings.length(tail) - width + 1, 0))
+        windows = tf.strings.substr(tf.fill(tf.shape(positions), tail), positions, tf.fill(tf.shape(positions), width))
+        return tf.reduce_any(tf.equal(windows, marker))
+
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    return tf.case([(is_jpeg, lambda: holds(b"\xff\xd9")), (is_png, lambda: holds(b"IEND"))],
+                   default=lambda: tf.constant(True))
+
+
+def preprocess_posters(image_encoder, posters: tf.Tensor, first_index=0) -> tf.Tensor:
     """Encoded posters [B] -> the image network's inputs [B, S, S, 3], in-graph.
 
-    A poster that is not an image fails with "poster <index> could not be decoded: ..."; one over the
+    A poster that is not an image, or a JPEG or PNG cut short, fails with "poster <index> could not be
+    decoded: ..."; one over the
     encoder's byte or pixel limit with "poster <index>: ... over the limit ..." (checked from its header,
     before decoding); a damaged one with the decoder's own error, under the name scope `decode_poster`.
-    Any such error fails the whole request; the model keeps serving the next one.
+    Indices count from `first_index` (a chunk's place in the request). Any such error fails the whole
+    request; the model keeps serving the next one.
     """
     size = image_encoder.image_size
 
@@ -91,12 +114,34 @@ def preprocess_posters(image_encoder, posters: tf.Tensor) -> tf.Tensor:
         readable = tf.debugging.Assert(_looks_like_image(data), [tf.strings.format(
             "poster {} could not be decoded: not a JPEG, PNG, GIF, BMP or WebP image ({} bytes)",
             (index, tf.strings.length(data)))])
-        with tf.control_dependencies([readable]), tf.name_scope("decode_poster"):
+        with tf.control_dependencies([readable]):
+            whole = tf.debugging.Assert(_looks_complete(data), [tf.strings.format(
+                "poster {} could not be decoded: the file is cut short (a JPEG or PNG without its end marker; {} "
+                "bytes)", (index, tf.strings.length(data)))])
+        with tf.control_dependencies([whole]), tf.name_scope("decode_poster"):
             return image_encoder.preprocess(data, label=tf.strings.format("poster {}", index))
 
     # A few posters at a time: each may decode up to max_pixels pixels.
-    return tf.map_fn(preprocess, (posters, tf.range(tf.shape(posters)[0])), parallel_iterations=PARALLEL_POSTERS,
+    indices = tf.range(tf.shape(posters)[0]) + tf.cast(first_index, tf.int32)
+    return tf.map_fn(preprocess, (posters, indices), parallel_iterations=PARALLEL_POSTERS,
                      fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
+def embed_posters(image_encoder, image_model, posters: tf.Tensor) -> tf.Tensor:
+    """Encoded posters [B] -> embeddings [B, D] float32, in-graph, POSTER_CHUNK posters at a time (decoded, then
+    through the network), one chunk after the other: memory does not grow with the size of the request."""
+    count = tf.shape(posters)[0]
+
+    def body(start, parts):
+        chunk = posters[start:start + POSTER_CHUNK]
+        images = preprocess_posters(image_encoder, chunk, first_index=start)
+        vectors = tf.cast(image_model(images, training=False), tf.float32)
+        return start + POSTER_CHUNK, parts.write(start // POSTER_CHUNK, vectors)
+
+    parts = tf.TensorArray(tf.float32, size=(count + POSTER_CHUNK - 1) // POSTER_CHUNK, infer_shape=False,
+                           element_shape=tf.TensorShape([None, image_encoder.dim]))
+    _, parts = tf.while_loop(lambda start, _: start < count, body, (tf.constant(0), parts), parallel_iterations=1)
+    return tf.reshape(parts.concat(), [count, image_encoder.dim])
 
 
 def check_titles(titles: tf.Tensor) -> list[tf.Operation]:
@@ -199,8 +244,7 @@ class GenreServingModule(tf.Module):
             return self._text_encoder.embed_tensor(tf.identity(titles))
 
     def _embed_posters(self, posters):
-        images = preprocess_posters(self._image_encoder, posters)
-        return tf.cast(self.image_model(images, training=False), tf.float32)
+        return embed_posters(self._image_encoder, self.image_model, posters)
 
     def _classify(self, features, check_title_text: bool = False):
         def classify():
