@@ -10,6 +10,7 @@ import os
 import sys
 
 from movietitles.config import ConfigError, add_config_arguments
+from movietitles.data.poster_file import PosterFileError
 from movietitles.io import DamagedFile
 
 USER_ERROR = 2  # argparse's own exit status for a bad command line
@@ -21,7 +22,8 @@ class UserError(Exception):
 
 # FileNotFoundError: a missing input, named with the command that makes it (e.g. PreparedDataMissing);
 # DamagedFile: an output of an earlier run that cannot be read back, named with the command that remakes it.
-USER_ERRORS = (UserError, ConfigError, FileNotFoundError, DamagedFile)
+# PosterFileError: a poster file given on the command line that cannot be used, and why.
+USER_ERRORS = (UserError, ConfigError, FileNotFoundError, DamagedFile, PosterFileError)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from movietitles.cli import UserError, add_common_arguments, entry_point, warn_deprecated
 from movietitles.config import config_from_args
+from movietitles.data.poster_file import read_poster_file
+from movietitles.encoders.image import size_limits
 from movietitles.features.poster_files import embed_poster_files, read_poster_text
 from movietitles.generator.data import text_ids
 from movietitles.generator.runs import load_generator_run, run_directory
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = config_from_args(args)
     genres = [genre_names(args.genres)] * len(args.poster) if args.genres else None
+    max_pixels, max_bytes = size_limits(config["encoders"]["image"])
+    for path in args.poster:  # every poster is checked before any model is loaded
+        read_poster_file(path, max_bytes, max_pixels)
     run = load_generator_run(run_directory(config))
     command_line = {"n": args.n, "sampler": args.sampler, "temperature": args.temperature}
     # This config's sampling settings, not the run's, then the command line's.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from movietitles.data.poster_file import PosterFileError, read_poster_file
 from movietitles.data.titles import clean_title
 from movietitles.encoders.image import DEFAULT_MAX_BYTES
 from movietitles.features.extract import POSTER, TITLE
@@ -51,7 +52,8 @@ def predict_genres(model_dir: str | Path, title: str | None = None, poster: str 
     model = load_serving_model(version_dir)
     if poster is not None:
         limit = model.max_poster_bytes.numpy() if hasattr(model, "max_poster_bytes") else DEFAULT_MAX_BYTES
-        inputs[POSTER] = tf.constant([_read_poster(poster, int(limit))])
+        pixels = int(model.max_poster_pixels.numpy()) if hasattr(model, "max_poster_pixels") else None
+        inputs[POSTER] = tf.constant([_read_poster(poster, int(limit), pixels)])
     try:
         out = model.signatures[SIGNATURE_RAW](**inputs)
     except tf.errors.InvalidArgumentError as e:  # the title is checked above: the poster failed
@@ -77,15 +79,11 @@ def check_title(title: str | bytes) -> bytes:
     return data
 
 
-def _read_poster(poster: str | Path, max_bytes: int) -> bytes:
+def _read_poster(poster: str | Path, max_bytes: int, max_pixels: int | None) -> bytes:
     try:
-        with open(poster, "rb") as f:
-            data = f.read(max_bytes + 1)  # never more than the model accepts
-    except OSError as e:
-        raise PredictError(f"cannot read poster {poster}: {e.strerror or e}") from None
-    if len(data) > max_bytes:
-        raise PredictError(f"poster {poster}: over the limit of {max_bytes} bytes (encoders.image.max_bytes)")
-    return data
+        return read_poster_file(poster, max_bytes, max_pixels)
+    except PosterFileError as e:
+        raise PredictError(str(e)) from None
 
 
 def _reason(message: str) -> str:

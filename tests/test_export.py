@@ -338,7 +338,12 @@ def test_predict_refuses_blank_titles_and_huge_posters_naming_them(exports, samp
     poster = tmp_path / "huge.png"
     poster.write_bytes(huge_png())
     assert predict.main(["--poster", str(poster), "--model-dir", str(out)]) == 2
-    assert f"poster {poster}: 20000x20000 pixels (width x height) is over the limit" in capsys.readouterr().err
+    assert f"poster {poster} is 20000 x 20000 pixels, over the limit of 25,000,000 pixels" in capsys.readouterr().err
+    import os
+
+    os.mkfifo(tmp_path / "fifo.jpg")  # no writer: opening it would wait for ever
+    assert predict.main(["--poster", str(tmp_path / "fifo.jpg"), "--model-dir", str(out)]) == 2
+    assert f"poster {tmp_path / 'fifo.jpg'} is a pipe" in capsys.readouterr().err
 
 
 def test_export_cli_adds_a_version_and_names_the_train_command_for_a_missing_run(tiny_config, trained, tmp_path,

@@ -9,6 +9,15 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from movietitles.data.poster_file import read_poster_file
+
+
+def _byte_and_pixel_limits(config: dict) -> tuple[int, int]:
+    from movietitles.encoders.image import size_limits
+
+    max_pixels, max_bytes = size_limits(config["encoders"]["image"])
+    return max_bytes, max_pixels
+
 
 def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarray:
     """[N, dim] vectors of image files with the configured image encoder; an unreadable file is named."""
@@ -17,10 +26,7 @@ def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarr
     encoder = build_image_encoder(image_cfg)
     images = []
     for path in map(Path, paths):
-        if not path.is_file():
-            raise FileNotFoundError(f"poster file not found: {path}")
-        with open(path, "rb") as f:
-            data = f.read(encoder.max_bytes + 1)  # a larger file is refused by preprocess, unread
+        data = read_poster_file(path, encoder.max_bytes, encoder.max_pixels)
         try:
             images.append(encoder.preprocess(tf.constant(data), label=str(path)))
         except (tf.errors.InvalidArgumentError, ValueError) as err:
@@ -38,8 +44,7 @@ def read_poster_text(generator_config: dict, paths: Sequence[str | Path]) -> lis
     from movietitles.generator.data import poster_text_strings
 
     for path in map(Path, paths):
-        if not path.is_file():
-            raise FileNotFoundError(f"poster file not found: {path}")
+        read_poster_file(path, *_byte_and_pixel_limits(generator_config))
     reader = PosterTextReader(generator_config["encoders"]["ocr"])
     try:
         return poster_text_strings(reader.read_files(paths), text_cfg)
