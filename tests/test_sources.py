@@ -89,3 +89,34 @@ def test_missing_source_file_is_a_clear_error(tmp_path):
         load_source(config)
     with pytest.raises(SourceError, match="not one of"):
         load_source(with_overrides(config, {"data.source": "imdb"}))
+
+
+def test_the_import_report_lists_long_titles_and_posters_outside_the_root_and_counts_add_up(tmp_path):
+    """A 1 MB title, a `../` poster path and an absolute one outside data.root are refused and listed; a missing
+    poster is one row read, not two."""
+    import pandas as pd
+    from PIL import Image
+
+    from movietitles.data.prepare import MAX_TITLE_CHARS, prepare
+
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "img").mkdir(parents=True)
+    outside.mkdir()
+    for folder in (root / "img", outside):
+        Image.new("RGB", (60, 90), (90, 20, 200)).save(folder / "p.jpg")
+    rows = [("m1", "Alpha (2000)", "Drama", "img/p.jpg"), ("m2", "x" * 1_000_000, "Drama", "img/p.jpg"),
+            ("m3", "Gamma", "Drama", "../elsewhere/p.jpg"), ("m4", "Delta", "Drama", str(outside / "p.jpg")),
+            ("m5", "Epsilon", "Drama", str(root / "img" / "p.jpg")), ("m6", "Zeta", "Drama", "img/missing.jpg")]
+    pd.DataFrame(rows, columns=["id", "title", "genres", "poster"]).to_csv(root / "manifest.csv", index=False)
+    config = with_overrides(load_config(), {"data.root": str(root), "data.source": "manifest",
+                                            "data.prepared_dir": str(tmp_path / "prepared")})
+    summary = prepare(config, progress=False)
+    assert summary.rows_read == 6 and summary.movies == 5  # m2 dropped
+    report = pd.read_csv(tmp_path / "prepared" / "import_report.csv", dtype=str, keep_default_na=False)
+    listed = {(r.id, r.reason.split(":")[0], r.action) for r in report.itertuples()}
+    assert {("m2", "title_too_long", "dropped"), ("m3", "poster_outside_root", "skipped"),
+            ("m4", "poster_outside_root", "skipped"), ("m6", "poster_missing", "skipped")} <= listed
+    assert f"1,000,000 characters, over {MAX_TITLE_CHARS}" in report.loc[report["id"] == "m2", "reason"].item()
+    movies = pd.read_csv(tmp_path / "prepared" / "movies.csv", dtype=str, keep_default_na=False).set_index("id")
+    assert movies.loc["m1", "poster"] and movies.loc["m5", "poster"]  # inside the root, relative or absolute
+    assert not movies.loc["m3", "poster"] and not movies.loc["m4", "poster"]

@@ -2,7 +2,8 @@
 
 - movielens: <root>/movielens/movies.csv + links.csv, posters in <root>/posters/tt<7 digits>.jpg
 - kaggle:    <root>/<data.kaggle_csv> ("Movie Genre from its Poster": imdbId, Title, Genre, Poster URL)
-- manifest:  <root>/<data.manifest_csv> with columns id,title,genres,poster
+- manifest:  <root>/<data.manifest_csv> with columns id,title,genres,poster (a poster path relative to root,
+             or absolute; either way inside root: one outside it is refused and reported)
 
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first movie row 2.
 Rows that cannot become a movie are returned as Issues, never silently dropped.
@@ -146,11 +147,20 @@ def read_manifest(csv_path: Path) -> tuple[list[RawMovie], list[Issue]]:
         if poster.strip():
             path = Path(poster.strip())
             path = path if path.is_absolute() else csv_path.parent / path
-            if not path.is_file():
+            if not _inside(path, csv_path.parent):
+                issues.append(Issue(csv_path.name, row, mid, "poster", f"poster_outside_root: {poster.strip()} "
+                                    "(poster paths must lie inside data.root)", "skipped"))
+                path = None
+            elif not path.is_file():
                 issues.append(Issue(csv_path.name, row, mid, "poster", f"poster_missing: {path}", "skipped"))
                 path = None
         records.append(RawMovie(mid, title, split_genres(genres), path, csv_path.name, row))
     return records, issues
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """`path` lies inside `root`, as written (`..` counts; a symbolic link inside root may point elsewhere)."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
 
 
 def _list_posters(folder: Path) -> dict[str, Path]:
