@@ -2,8 +2,11 @@
 
 import os
 
-# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notices) hides our own output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from movietitles import quiet_tensorflow
+
+# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notices) hides our own output: quiet by default,
+# all of it with --verbose or a TF_CPP_MIN_LOG_LEVEL of the user's.
+quiet_tensorflow.install()
 
 # oneDNN's CPU kernels, on every x86 CPU. TensorFlow turns them on by default only where it finds
 # AVX-512 VNNI or newer; on AVX2-only CPUs it leaves them off and EfficientNet's depthwise

@@ -27,10 +27,12 @@ USER_ERRORS = (UserError, ConfigError, FileNotFoundError, DamagedFile, PosterFil
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:
-    """--config and --set (when the command reads the config) and --no-progress."""
+    """--config and --set (when the command reads the config), --no-progress and --verbose."""
     if config:
         add_config_arguments(parser)
     parser.add_argument("--no-progress", action=_NoProgress, help="hide progress bars")
+    # Read before TensorFlow loads (movietitles.quiet_tensorflow); here so that the command line accepts it.
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own C++ log lines")
 
 
 class _NoProgress(argparse.Action):

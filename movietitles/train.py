@@ -7,6 +7,7 @@ cached embeddings (resuming where a run stopped), then trains the task's model.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from movietitles.cli import add_common_arguments, entry_point
@@ -17,10 +18,35 @@ from movietitles.features.extract import POSTER, TITLE
 from movietitles.log import setup_logging
 from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.generator import train_generator
+from movietitles.models.genre_runs import SUMMARY_FILE, run_directory
 from movietitles.training.genre import GENRE_TASKS, train_genre_model
 from movietitles.training.text_finetune import ensure_finetuned_text_encoder
 
 TASK_INPUTS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER), "generator": (POSTER,)}
+
+
+def answer(config: dict, run_dirs: dict, argv: list[str]) -> str:
+    """What the job found: each model's validation score (what it means), where it and its logs are, what next."""
+    lines = []
+    for task, run_dir in run_dirs.items():
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+        score = summary.get("best_val_oos_macro_f1", summary.get("validation_oos_macro_f1"))
+        lines += [f"{task} model: {run_dir}",
+                  f"  validation macro-F1 {score:.3f}: out of sample (per-genre thresholds tuned on one half of the "
+                  f"{summary['validation_movies']:,} validation films, scored on the other; the mean of "
+                  f"{config['genre']['thresholds']['repeats']} random halvings)",
+                  f"  TensorBoard logs: {run_dir / 'logs'}"]
+    runs_dir = config["genre"]["runs_dir"]
+    every_model = all((run_directory(config, task) / SUMMARY_FILE).exists() for task in GENRE_TASKS)
+    evaluate = "python -m movietitles.evaluate" if every_model else \
+        "python -m movietitles.train --task genres && python -m movietitles.evaluate"
+    same = any(a.startswith(("--config", "--set")) for a in argv)
+    lines += ["next" + (" (with this job's --config/--set options):" if same else ":"),
+              f"  {evaluate}   # the test split: every model, late fusion and baselines, with 95% intervals "
+              "(report.html, metrics.json, predictions.csv)",
+              "  python -m movietitles.export   # TF Serving SavedModels (saved_models/genre_*)",
+              f"  tensorboard --logdir {runs_dir}   # training curves"]
+    return "\n".join(lines)
 
 
 @entry_point
@@ -49,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_prepared(config)
         ensure_finetuned_text_encoder(config)
     ensure_features(config, kinds)
-    for task in tasks:
-        run_dir = train_genre_model(config, task, strategy, args.fresh)
-        print(f"{task} model: {run_dir}")
+    run_dirs = {task: train_genre_model(config, task, strategy, args.fresh) for task in tasks}
     if args.task == "genres" and config["genre"]["title_corpus"]:
         # The control row of the evaluation: the title model on the movies the poster model sees.
         if finetune_settings(config["encoders"]["text"]) is not None:
@@ -61,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             control = with_overrides(config, {"genre.title_corpus": False})
             print(f"title model, poster movies only (control): "
                   f"{train_genre_model(control, 'title', strategy, args.fresh)}")
+    print(answer(config, run_dirs, sys.argv[1:] if argv is None else argv))
     return 0
 
 

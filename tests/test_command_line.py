@@ -119,3 +119,20 @@ def test_old_flag_spellings_still_work_with_a_deprecation_message(tmp_path, miss
     result = run(*(arg.format(tmp=tmp_path) for arg in command), "--config", str(config))
     error_line(result)  # parsed: the command went on to its own check (no trained model here)
     assert f"warning: {old} is deprecated" in result.stderr and f"use {new}" in result.stderr
+
+
+QUIET_CHECK = "import movietitles, tensorflow as tf; print(int(tf.constant(1) + 1))"
+
+
+def test_tensorflows_cpp_log_lines_are_quiet_by_default_and_back_with_verbose():
+    import re
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    absl_line = re.compile(r"^[IWE]\d{4} ", re.MULTILINE)
+    quiet = subprocess.run([sys.executable, "-c", QUIET_CHECK], capture_output=True, text=True, env=env,
+                           cwd=ROOT, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "2", quiet.stderr[-2000:]
+    assert not absl_line.search(quiet.stderr) and "InitializeLog" not in quiet.stderr, quiet.stderr[-2000:]
+    verbose = subprocess.run([sys.executable, "-c", QUIET_CHECK, "--verbose"], capture_output=True, text=True,
+                             env=env, cwd=ROOT, timeout=300)
+    assert verbose.returncode == 0 and absl_line.search(verbose.stderr), verbose.stderr[-2000:]

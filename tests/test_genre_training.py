@@ -334,3 +334,18 @@ def test_a_damaged_run_or_cache_is_one_line_naming_the_file_and_exit_2(tiny_conf
     assert evaluate.main(["--config", config_file, "--set", "genre.runs_dir=" + tiny_config["genre"]["runs_dir"]]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(merged) in err and "python -m movietitles.features --kinds title" in err
+
+
+def test_the_main_job_ends_with_its_validation_scores_and_next_steps(tiny_config, trained, tmp_path, capsys):
+    from movietitles import train
+    from movietitles.config import write_config
+
+    assert train.main(["--config", str(write_config(tiny_config, tmp_path)), "--task", "fusion"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    summary = json.loads((trained["fusion"] / "summary.json").read_text())
+    start = out.index(f"fusion model: {trained['fusion']}")
+    assert out[start + 1].startswith(f"  validation macro-F1 {summary['best_val_oos_macro_f1']:.3f}: out of sample")
+    assert out[start + 2] == f"  TensorBoard logs: {trained['fusion'] / 'logs'}"
+    assert out[start + 3] == "next (with this job's --config/--set options):"
+    assert out[start + 4].startswith("  python -m movietitles.evaluate   # the test split")
+    assert "python -m movietitles.export" in out[start + 5] and "tensorboard --logdir" in out[start + 6]
