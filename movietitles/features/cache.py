@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,12 +118,12 @@ class FeatureCache:
         self.record_contents()  # every chunk left holds rows of the current contents
 
     def update_rows(self, rows: np.ndarray, values) -> None:
-        """Replace the merged rows at `rows` (indices) with `values`, then record the current contents."""
-        merged = self._read_merged()
-        for i, value in zip(rows, self._checked_rows(values, len(rows))):
-            merged[int(i)] = value
-        self._write(self.merged_path, merged)
+        """Replace the merged rows at `rows` (indices) with `values` (atomically), then record the current contents."""
+        values = self._checked_rows(values, len(rows))
+        with replacing_file(self.merged_path) as tmp:
+            self._write_updated(tmp, np.asarray(rows, np.int64), values)
         self.record_contents()
+
     @property
     def num_chunks(self) -> int:
         return (len(self.ids) + self.chunk_size - 1) // self.chunk_size
@@ -174,8 +175,13 @@ class FeatureCache:
             raise ValueError(f"{what}: the encoder produced non-finite values")
         return features.astype(np.float32, copy=False)
 
-    def _read_merged(self):
-        return np.load(self.merged_path)
+    def _write_updated(self, path: Path, rows: np.ndarray, values: np.ndarray) -> None:
+        """The merged file with `rows` replaced, written to `path` through a memory map (no copy in memory)."""
+        shutil.copyfile(self.merged_path, path)
+        merged = np.load(path, mmap_mode="r+")
+        merged[rows] = values
+        merged.flush()
+        del merged
 
     def _write_chunks_to(self, path: Path) -> None:
         """The chunks, in order, as one .npy file, streamed: one chunk in memory at a time."""
@@ -273,8 +279,11 @@ class RecordCache(FeatureCache):
             raise ValueError(f"{what or f'rows of {self.directory}'}: expected {expected} records, got {len(records)}")
         return list(records)
 
-    def _read_merged(self) -> list:
-        return self._read_lines(self.merged_path)
+    def _write_updated(self, path: Path, rows: np.ndarray, values: list) -> None:
+        records = self._read_lines(self.merged_path)
+        for i, value in zip(rows, values):
+            records[int(i)] = value
+        self._write(path, records)
 
     @staticmethod
     def _read_lines(path: Path) -> list:

@@ -104,8 +104,8 @@ def _masked_images(config: dict, rows: pd.DataFrame, paths: list[str]):
     from movietitles.encoders.ocr import poster_text_cache_key
     from movietitles.encoders.text_mask import masked_poster_png
 
-    lines = np.array(open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows).load()
-                     + [None], object)[:-1]  # an object array of lists, indexable like `paths`
+    records = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows).load()
+    lines = pd.Series(records, dtype=object).to_numpy()  # one list per poster, indexable like `paths`
     return lambda r: [masked_poster_png(path, text) for path, text in zip(paths[r], lines[r])]
 
 
