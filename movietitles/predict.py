@@ -16,7 +16,7 @@ import numpy as np
 
 from movietitles.data.poster_file import PosterFileError, read_poster_file
 from movietitles.data.titles import clean_title
-from movietitles.encoders.image import DEFAULT_MAX_BYTES
+from movietitles.encoders.image import DEFAULT_MAX_BYTES, error_reason
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.cli import UserError, add_common_arguments, entry_point
 from movietitles.serving.genre import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
@@ -57,7 +57,7 @@ def predict_genres(model_dir: str | Path, title: str | None = None, poster: str 
     try:
         out = model.signatures[SIGNATURE_RAW](**inputs)
     except tf.errors.InvalidArgumentError as e:  # the title is checked above: the poster failed
-        reason = re.sub(r"^poster 0\b:? ?", "", _reason(e.message))
+        reason = re.sub(r"^poster 0\b:? ?", "", error_reason(e.message))
         raise PredictError(f"poster {poster} {reason}" if reason.startswith("could not be decoded")
                            else f"poster {poster}: {reason}" if "over the limit" in reason
                            else f"poster {poster} could not be decoded: {reason}") from None
@@ -84,14 +84,6 @@ def _read_poster(poster: str | Path, max_bytes: int, max_pixels: int | None) -> 
         return read_poster_file(poster, max_bytes, max_pixels)
     except PosterFileError as e:
         raise PredictError(str(e)) from None
-
-
-def _reason(message: str) -> str:
-    """A TF error message without its graph-execution framing and node names."""
-    framing = ("Graph execution error", "Detected at node", "<stack traces", "[[", "[Op:")
-    lines = [line.strip() for line in message.splitlines()]
-    reason = " ".join(line for line in lines if line and not line.startswith(framing))
-    return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", reason)
 
 
 def format_prediction(result: dict, top: int | None = None) -> str:

@@ -8,6 +8,7 @@ runs the Keras model on a preprocessed batch.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -344,6 +345,14 @@ def grid_layout(cfg: dict) -> tuple[int, int, int] | None:
     if cfg.get("pooling", "head") != "grid":
         return None
     return efficientnet_lite.grid_layout(name.removeprefix("efficientnet_"), size)
+
+
+def error_reason(message: str) -> str:
+    """A TensorFlow error message without its graph-execution framing and node names."""
+    framing = ("Graph execution error", "Detected at node", "File \"", "<stack traces", "[[", "[Op:")
+    lines = [line.strip() for line in message.splitlines()]
+    reason = " ".join(line for line in lines if line and not line.startswith(framing))
+    return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", reason)
 
 
 def size_limits(cfg: dict) -> tuple[int, int]:

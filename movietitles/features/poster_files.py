@@ -21,16 +21,17 @@ def _byte_and_pixel_limits(config: dict) -> tuple[int, int]:
 
 def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarray:
     """[N, dim] vectors of image files with the configured image encoder; an unreadable file is named."""
-    from movietitles.encoders.image import build_image_encoder
+    from movietitles.encoders.image import build_image_encoder, error_reason
 
     encoder = build_image_encoder(image_cfg)
     images = []
     for path in map(Path, paths):
         data = read_poster_file(path, encoder.max_bytes, encoder.max_pixels)
-        try:
-            images.append(encoder.preprocess(tf.constant(data), label=str(path)))
+        try:  # in a graph: eagerly, a 180-frame GIF took minutes
+            images.append(encoder.preprocess_batch([data], [str(path)])[0])
         except (tf.errors.InvalidArgumentError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable image ({str(err).splitlines()[0]})") from None
+            reason = error_reason(getattr(err, "message", str(err)))
+            raise ValueError(f"{path}: not a readable image ({reason})") from None
     return encoder.embed(tf.stack(images))
 
 
