@@ -83,11 +83,16 @@ def compare_conditioning(config: dict, names: list[str] | None = None) -> tuple[
     return out, table
 
 
-def compare_embeddings(config: dict) -> tuple[Path, str]:
-    """Train (or reuse) one generator per embedding variant; one table of test perplexities."""
+def compare_embeddings(config: dict, names: list[str] | None = None) -> tuple[Path, str]:
+    """Train (or reuse) one generator per embedding variant (`names`: some of EMBEDDING_VARIANTS, all by default);
+    one table of test perplexities."""
+    names = list(EMBEDDING_VARIANTS) if names is None else names
+    unknown = sorted(set(names) - set(EMBEDDING_VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown embedding variant(s) {unknown}; expected some of {list(EMBEDDING_VARIANTS)}")
     rows, coverage = [], {}
-    for name, overrides in EMBEDDING_VARIANTS.items():
-        variant = with_overrides(config, overrides)
+    for name in names:
+        variant = with_overrides(config, EMBEDDING_VARIANTS[name])
         log.info("embedding variant %s", name)
         run = load_generator_run(train_generator(variant))
         test = poster_titles(variant, "test", run.tokenizer)
@@ -104,7 +109,7 @@ def compare_embeddings(config: dict) -> tuple[Path, str]:
             "drops the characters its vocabulary lacks, and the bits do not pay for them: a lower bound, as "
             "evaluate --task generator reports (share of characters not written, by language: "
             + ", ".join(f"{lang} {share:.2%}" for lang, share in coverage.items()) + ").")
-    digest = config_hash(identity(config))
+    digest = config_hash(identity(config) if names == list(EMBEDDING_VARIANTS) else [identity(config), names])
     out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
     write_config(config, out)
     atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")

