@@ -29,6 +29,9 @@ def answer(config: dict, run_dirs: dict, argv: list[str]) -> str:
     """What the job found: each model's validation score (what it means), where it and its logs are, what next."""
     lines = []
     for task, run_dir in run_dirs.items():
+        if not (run_dir / SUMMARY_FILE).exists():  # a worker of a multi-worker run: the chief keeps the model
+            lines.append(f"{task} model (this worker's copy): {run_dir}")
+            continue
         summary = json.loads((run_dir / SUMMARY_FILE).read_text())
         score = summary.get("best_val_oos_macro_f1", summary.get("validation_oos_macro_f1"))
         lines += [f"{task} model: {run_dir}",

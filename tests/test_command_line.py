@@ -94,11 +94,15 @@ def test_train_refuses_an_unknown_config_key(tmp_path, missing):
     (["movietitles.evaluate", "--task", "generator"], "python -m movietitles.train --task generator"),
     (["movietitles.features", "--kinds", "poster"], "python -m movietitles.data prepare"),
     (["movietitles.data", "prepare"], "--set data.root="),
-    (["movietitles.generate", "--poster", "poster.jpg"], "python -m movietitles.train --task generator"),
+    (["movietitles.generate", "--poster", "{poster}"], "python -m movietitles.train --task generator"),
     (["movietitles.export", "--models", "poster"], "python -m movietitles.train --task poster"),
 ])
 def test_every_entry_point_ends_a_user_error_in_one_line_naming_the_next_step(tmp_path, missing, command, expected):
+    from PIL import Image
+
     config = write_yaml(tmp_path / "my.yaml", missing)
+    Image.new("RGB", (40, 60), (200, 10, 10)).save(tmp_path / "poster.jpg")  # a real poster: the run is missing
+    command = [part.format(poster=tmp_path / "poster.jpg") for part in command]
     line = error_line(run(*command, "--config", str(config), "--no-progress"))
     assert expected in line
 

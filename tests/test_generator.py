@@ -290,8 +290,12 @@ def test_generate_errors_name_the_fix(gen_config, cli, capsys, tmp_path):
     with pytest.raises(ValueError, match="known genres: Action, Comedy"):
         generate.genre_vectors([["Comedy", "Superhero"]], ["Action", "Comedy"], 1)
     untrained = write_config(with_overrides(gen_config, {"generator.gru_units": 7}), tmp_path)
-    code = generate.main(["--config", str(untrained), "--poster", str(tmp_path / "none.png")])
+    Image.new("RGB", (64, 96), (20, 20, 20)).save(tmp_path / "poster.png")
+    code = generate.main(["--config", str(untrained), "--poster", str(tmp_path / "poster.png")])
     assert code == 2 and "python -m movietitles.train --task generator" in capsys.readouterr().err
+    # A missing poster is named before any model is looked for.
+    code = generate.main(["--config", str(untrained), "--poster", str(tmp_path / "none.png")])
+    assert code == 2 and f"poster {tmp_path / 'none.png'} not found" in capsys.readouterr().err
 
 
 def test_a_model_trained_with_genres_takes_genre_names(gen_config, tmp_path, capsys):
