@@ -69,6 +69,11 @@ def evaluation_set(config: dict, tokenizer, data_root: str | None):
     return poster_titles(other, "all", tokenizer), f"every movie with a poster in {data_root}"
 
 
+def evaluation_directory(config: dict, data_root: str | None = None) -> Path:
+    """`<genre.runs_dir>/generator-evaluation-<hash of the config and the data evaluated on>`."""
+    return Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{config_hash([identity(config), data_root])}"
+
+
 def evaluate_generator(config: dict, data_root: str | None = None, samples: int = 20) -> Path:
     run = load_generator_run(run_directory(config))
     seed = config["seed"]
@@ -92,8 +97,7 @@ def evaluate_generator(config: dict, data_root: str | None = None, samples: int 
     # that reads the title off the poster (a test title's words are not all in the training titles).
     true_titles = generation_metrics(real, real, training_titles, run.tokenizer.normal_form)
 
-    digest = config_hash([identity(config), data_root])
-    out = Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{digest}"
+    out = evaluation_directory(config, data_root)
     write_config(config, out)
     coverage = bpemb_coverage(run.tokenizer, real)
     metrics = {"run": str(run.run_dir), "evaluated_on": description, "titles": len(test),
