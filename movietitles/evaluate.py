@@ -105,8 +105,9 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     val_scores, test_scores, fixed_rows, saw = {}, {}, {}, {}
     control = with_overrides(config, {"genre.title_corpus": False})
     # With a fine-tuned title encoder the control would need its own (train.py makes none): no control row.
-    if finetune_settings(config["encoders"]["text"]) is None and (run_directory(control, "title") / SUMMARY_FILE).exists():
-        runs[CONTROL_ROW] = run_directory(control, "title")
+    control_run = run_directory(control, "title")
+    if finetune_settings(config["encoders"]["text"]) is None and (control_run / SUMMARY_FILE).exists():
+        runs[CONTROL_ROW] = control_run
     for row, run_dir in runs.items():
         model, _, summary = load_genre_run(run_dir)
         val_scores[row], test_scores[row] = model_scores(model, val), model_scores(model, test)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from movietitles.cli import add_common_arguments, entry_point
 from movietitles.config import config_from_args, with_overrides
@@ -16,9 +17,9 @@ from movietitles.encoders.text import finetune_settings
 from movietitles.features.ensure import ensure_features, ensure_prepared
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.log import setup_logging
+from movietitles.models.genre_runs import SUMMARY_FILE, run_directory
 from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.generator import train_generator
-from movietitles.models.genre_runs import SUMMARY_FILE, run_directory
 from movietitles.training.genre import GENRE_TASKS, train_genre_model
 from movietitles.training.text_finetune import ensure_finetuned_text_encoder
 
@@ -38,7 +39,9 @@ def answer(config: dict, run_dirs: dict, argv: list[str]) -> str:
                   f"  validation macro-F1 {score:.3f}: out of sample (per-genre thresholds tuned on one half of the "
                   f"{summary['validation_movies']:,} validation films, scored on the other; the mean of "
                   f"{config['genre']['thresholds']['repeats']} random halvings)",
-                  f"  TensorBoard logs: {run_dir / 'logs'}"]
+                  f"  TensorBoard logs: {run_dir / 'logs'}" if (run_dir / "logs").exists() else
+                  f"  TensorBoard logs: in each of its {len(summary.get('members', []))} member runs "
+                  f"({', '.join(Path(m).name for m in summary.get('members', []))})"]
     runs_dir = config["genre"]["runs_dir"]
     every_model = all((run_directory(config, task) / SUMMARY_FILE).exists() for task in GENRE_TASKS)
     evaluate = "python -m movietitles.evaluate" if every_model else \

@@ -435,7 +435,8 @@ for task in ("poster", "fusion"):
         refused = None
     except tf.errors.InvalidArgumentError as err:
         refused = err.message
-    report[task] = {"rows": probabilities.shape[0], "same": bool(np.allclose(probabilities, probabilities[0], atol=1e-5)),
+    same = bool(np.allclose(probabilities, probabilities[0], atol=1e-5))
+    report[task] = {"rows": probabilities.shape[0], "same": same,
                     "refused": refused, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 (work / "big.json").write_text(json.dumps(report))
 """

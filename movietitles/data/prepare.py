@@ -77,8 +77,8 @@ def prepare(config: dict, progress: bool = True) -> PrepareSummary:
     movies = []
     for rec in records:
         if len(rec.raw_title) > MAX_TITLE_CHARS:
-            issues.append(Issue(rec.source_file, rec.source_row, rec.id, "title",
-                                f"title_too_long: {len(rec.raw_title):,} characters, over {MAX_TITLE_CHARS}", "dropped"))
+            reason = f"title_too_long: {len(rec.raw_title):,} characters, over {MAX_TITLE_CHARS}"
+            issues.append(Issue(rec.source_file, rec.source_row, rec.id, "title", reason, "dropped"))
             continue
         clean = clean_title(rec.raw_title)
         if not clean.title:

@@ -23,6 +23,9 @@ from movietitles.generator.tokenizer import TitleTokenizer
 SAMPLERS = ("greedy", "beam", "top_k", "top_p")
 _NEG = -1e9
 
+# Sequences decoded at once (in chunks of posters): chunk i is sampled with seed + i, here and in the export.
+SAMPLED_ROWS = 512
+
 
 def genre_vectors(genres, known: list[str], rows: int) -> np.ndarray:
     """[rows, G] float32 from a multi-hot array or one list of genre names per poster."""
@@ -151,14 +154,14 @@ class TitleSteps:
 
 def sample_titles(model: keras.Model, tokenizer: TitleTokenizer, poster_vectors, genres=None, n: int = 5,
                   sampler: str = "top_p", temperature: float = 1.0, seed: int | None = None, k: int = 10,
-                  p: float = 0.9, num_beams: int = 5, max_rows: int = 512, poster_text=None) -> list[list[str]]:
+                  p: float = 0.9, num_beams: int = 5, max_rows: int = SAMPLED_ROWS, poster_text=None) -> list[list[str]]:
     """n titles per poster vector ([N, Dp]); `genres`: [N, G] multi-hot (only for a model trained with genres);
     `poster_text`: [N, M] subword ids of each poster's text (only for a model that reads it).
 
     greedy: the one most likely continuation, repeated n times; beam: the n best of max(n, num_beams)
     beams; top_k / top_p: n independent samples (reproducible with `seed`). Posters are decoded in
-    chunks of about `max_rows` sequences, chunk i with seed + i: the first chunk's titles (max_rows // n
-    posters) are those of the exported title generator for the same posters, temperature and seed.
+    chunks of about `max_rows` sequences, chunk i with seed + i: with the default max_rows, the titles are those
+    of the exported title generator for the same posters, temperature and seed (it samples the same chunks).
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")

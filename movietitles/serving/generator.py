@@ -38,7 +38,8 @@ import tensorflow_text as tf_text
 
 from movietitles.generator.model import GENRES, POSTER_INPUT, POSTER_TEXT
 from movietitles.generator.runs import load_generator_run, run_directory
-from movietitles.generator.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, TitleSteps, sampling_settings
+from movietitles.generator.sampling import (
+    MAX_TEMPERATURE, MIN_TEMPERATURE, SAMPLED_ROWS, TitleSteps, sampling_settings)
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.serving.genre import SIGNATURE_RAW, embed_posters, example_poster, save_new_version
 
@@ -153,14 +154,29 @@ class GeneratorServingModule(tf.Module):
         """[B, n, max_len] ids: n samples per poster, each after <s> until </s> (then PAD) or max_len ids."""
         n = self._n
         vectors = embed_posters(self._image_encoder, self.image_model, posters)
-        conditions = {POSTER_INPUT: tf.repeat(vectors, n, axis=0)}
-        if genres is not None:
-            conditions[GENRES] = tf.repeat(genres, n, axis=0)
-        if poster_text is not None:
-            conditions[POSTER_TEXT] = tf.repeat(self._text_ids(poster_text), n, axis=0)
-        temperature = tf.repeat(temperature, n)[:, None]
-        ids = self._steps.sample_ids(self._chooser, conditions, temperature, tf.shape(temperature)[0], seed)
-        return tf.reshape(ids[:, 1:], [-1, n, self._max_len])
+        text_ids = None if poster_text is None else self._text_ids(poster_text)
+        count = tf.shape(vectors)[0]
+        # Chunk i of SAMPLED_ROWS // n posters is sampled with seed + i, as `generate` samples them (so the same
+        # seed gives the same titles for every poster), and memory does not grow with the request.
+        chunk = max(1, SAMPLED_ROWS // n)
+
+        def body(number, parts):
+            rows = slice(number * chunk, (number + 1) * chunk)
+            conditions = {POSTER_INPUT: tf.repeat(vectors[rows], n, axis=0)}
+            if genres is not None:
+                conditions[GENRES] = tf.repeat(genres[rows], n, axis=0)
+            if text_ids is not None:
+                conditions[POSTER_TEXT] = tf.repeat(text_ids[rows], n, axis=0)
+            temperatures = tf.repeat(temperature[rows], n)[:, None]
+            ids = self._steps.sample_ids(self._chooser, conditions, temperatures, tf.shape(temperatures)[0],
+                                         seed + tf.cast(number, tf.int64))
+            return number + 1, parts.write(number, tf.reshape(ids[:, 1:], [-1, n, self._max_len]))
+
+        parts = tf.TensorArray(tf.int32, size=(count + chunk - 1) // chunk, infer_shape=False,
+                               element_shape=tf.TensorShape([None, n, self._max_len]))
+        _, parts = tf.while_loop(lambda number, _: number * chunk < count, body, (tf.constant(0), parts),
+                                 parallel_iterations=1)
+        return parts.concat()
 
     def _text_ids(self, texts):
         """[B, M] int32 of the poster texts [B], as `generator.data.poster_text_ids` makes them: <s>, then the
