@@ -75,7 +75,7 @@ def compare_conditioning(config: dict, names: list[str] | None = None) -> tuple[
     truth = metrics["true_titles"]  # the same test titles for every variant
     rows.append(["the true titles (reference)", "-", "-", "-", "-", truth["share_real_words"], truth["share_new"]])
     table = text_table(["conditioning", "bits / char", "swap-test gain, bits / char [95% CI]", "PMI recall@1",
-                    "PMI recall@10", "real words", "new titles"], rows)
+                        "PMI recall@10", "real words", "new titles"], rows)
     digest = config_hash([identity(config), names])
     out = Path(config["genre"]["runs_dir"]) / f"conditioning-comparison-{digest}"
     write_config(config, out)
@@ -103,7 +103,7 @@ def compare_embeddings(config: dict, names: list[str] | None = None) -> tuple[Pa
                      c["true poster"]["bits_per_char"], c["zero poster"]["bits_per_char"],
                      c["shuffled posters"]["bits_per_char"], run.summary.get("seconds_in_last_session", "-")])
     table = text_table(["embeddings", "perplexity / token", "perplexity / char", "bits / char",
-                    "bits / char, zero poster", "bits / char, shuffled", "train s (last session)"], rows)
+                        "bits / char, zero poster", "bits / char, shuffled", "train s (last session)"], rows)
     note = ("Per-token perplexities are not comparable across BPEmb languages (each splits titles into its own "
             "subwords); bits per character are closer to it, over the same characters, but each language's BPEmb "
             "drops the characters its vocabulary lacks, and the bits do not pay for them: a lower bound, as "

@@ -90,14 +90,14 @@ def download_one(mid: str, url: str, dest: Path, timeout_s: float = 20, retries:
     return DownloadResult(mid, url, None, "failed", reason, retries + 1)
 
 
-# (offset, bytes) that start the image formats posters come in.
-_IMAGE_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
-                (8, b"WEBP"))
+# (offset, bytes) that start the image formats posters come in (and tf.io.decode_image reads).
+JPEG_MAGIC, PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+IMAGE_MAGIC = ((0, JPEG_MAGIC), (0, PNG_MAGIC), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"), (8, b"WEBP"))
 
 
 def looks_like_image(head: bytes) -> bool:
     """`head` (a file's first 16 bytes or more) starts a JPEG, PNG, GIF, BMP or WebP file."""
-    return any(head[offset:offset + len(magic)] == magic for offset, magic in _IMAGE_MAGIC)
+    return any(head[offset:offset + len(magic)] == magic for offset, magic in IMAGE_MAGIC)
 
 
 def _head(path: Path) -> bytes:

@@ -12,13 +12,6 @@ import tensorflow as tf
 from movietitles.data.poster_file import read_poster_file
 
 
-def _byte_and_pixel_limits(config: dict) -> tuple[int, int]:
-    from movietitles.encoders.image import size_limits
-
-    max_pixels, max_bytes = size_limits(config["encoders"]["image"])
-    return max_bytes, max_pixels
-
-
 def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarray:
     """[N, dim] vectors of image files with the configured image encoder; an unreadable file is named."""
     from movietitles.encoders.image import build_image_encoder, error_reason
@@ -37,15 +30,15 @@ def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarr
 
 def read_poster_text(generator_config: dict, paths: Sequence[str | Path]) -> list[str] | None:
     """The words OCR reads on each poster file, as the one string a text-reading generator (and its export's
-    `poster_text` input) takes; None for a generator config that does not read poster text."""
+    `poster_text` input) takes; None for a generator config that does not read poster text. The files are checked
+    first by the callers (`read_poster_file`: `generate` checks every poster before it loads a model,
+    `embed_poster_files` checks each one it embeds)."""
     text_cfg = generator_config["generator"].get("poster_text") or {}
     if not text_cfg.get("enabled"):
         return None
     from movietitles.encoders.ocr import PosterTextReader
     from movietitles.generator.data import poster_text_strings
 
-    for path in map(Path, paths):
-        read_poster_file(path, *_byte_and_pixel_limits(generator_config))
     reader = PosterTextReader(generator_config["encoders"]["ocr"])
     try:
         return poster_text_strings(reader.read_files(paths), text_cfg)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from movietitles.data.download import IMAGE_MAGIC, JPEG_MAGIC, PNG_MAGIC
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.io import directory_in_progress
 from movietitles.models.genre import TITLE_TEXT
@@ -47,10 +48,6 @@ OUTPUTS = ("probabilities", "predicted", "genres")
 PARALLEL_POSTERS = 4  # posters decoded at once in one request
 POSTER_CHUNK = 32  # posters embedded at once: a request of any size is embedded chunk by chunk
 TAIL_BYTES = 64  # where a JPEG's end-of-image marker or a PNG's IEND chunk must be
-
-# (offset, bytes) that start the image formats tf.io.decode_image reads.
-_IMAGE_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
-                (8, b"WEBP"))
 
 
 def serving_name(task: str) -> str:
@@ -74,7 +71,7 @@ def latest_version(model_dir: str | Path) -> Path | None:
 def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
     """Scalar bool: `data` starts like a JPEG, PNG, GIF, BMP or WebP file."""
     head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 12), "\0" * 12]), 0, 12)
-    checks = [tf.equal(tf.strings.substr(head, offset, len(magic)), magic) for offset, magic in _IMAGE_MAGIC]
+    checks = [tf.equal(tf.strings.substr(head, offset, len(magic)), magic) for offset, magic in IMAGE_MAGIC]
     return tf.reduce_any(tf.stack(checks))
 
 
@@ -88,11 +85,11 @@ def _looks_complete(data: tf.Tensor) -> tf.Tensor:
     def holds(marker: bytes):
         width = len(marker)
         positions = tf.range(tf.maximum(tf.strings.length(tail) - width + 1, 0))
-        windows = tf.strings.substr(tf.fill(tf.shape(positions), tail), positions, tf.fill(tf.shape(positions), width))
+        windows = tf.strings.substr(tail, positions, tf.fill(tf.shape(positions), width))
         return tf.reduce_any(tf.equal(windows, marker))
 
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
-    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
+    is_png = tf.equal(tf.strings.substr(data, 0, len(PNG_MAGIC)), PNG_MAGIC)
     return tf.case([(is_jpeg, lambda: holds(b"\xff\xd9")), (is_png, lambda: holds(b"IEND"))],
                    default=lambda: tf.constant(True))
 
