@@ -1,4 +1,11 @@
-"""Command line: `python -m movietitles.data prepare [--config F] [--set data.root=...] [--no-progress]`."""
+"""Command line:
+
+    python -m movietitles.data download movielens [--variant ml-latest|ml-latest-small]   # titles and genres
+    python -m movietitles.data download posters --kaggle-csv FILE_OR_URL                 # poster files
+    python -m movietitles.data prepare [--config F] [--set data.root=...] [--no-progress]
+
+`download` writes into `data.root` (`--set data.root=DIR`), in the layout `prepare` reads.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,8 @@ import argparse
 import sys
 
 from movietitles.cli import add_common_arguments, entry_point
-from movietitles.config import config_from_args
+from movietitles.config import config_from_args, get
+from movietitles.data.public_datasets import GROUPLENS, MOVIELENS, __doc__ as DOWNLOAD_HELP
 
 
 @entry_point
@@ -15,13 +23,53 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     prepare_parser = commands.add_parser("prepare", help="read the source, check posters, write splits")
     add_common_arguments(prepare_parser)
+    download_parser = commands.add_parser(
+        "download", help="fetch MovieLens and/or poster files into data.root (resumable)",
+        description=DOWNLOAD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    download_parser.add_argument("what", choices=["movielens", "posters"])
+    download_parser.add_argument("--variant", choices=MOVIELENS, default="ml-latest",
+                                 help="movielens: ml-latest (86k films, ~335 MB zip; the default data's source) "
+                                      "or ml-latest-small (9.7k films, ~1 MB)")
+    download_parser.add_argument("--base-url", default=GROUPLENS, help="movielens: where the zips are (a mirror)")
+    download_parser.add_argument("--kaggle-csv", metavar="FILE_OR_URL",
+                                 help="posters: the Kaggle 'Movie Genre from its Poster' CSV (MovieGenre.csv)")
+    add_common_arguments(download_parser)
     args = parser.parse_args(argv)
 
+    if args.command == "download":
+        return download(args)
     if args.command == "prepare":
         from movietitles.data.prepare import prepare
 
         summary = prepare(config_from_args(args), progress=not args.no_progress)
         print("\n".join(summary.lines()))
+    return 0
+
+
+def download(args) -> int:
+    config = config_from_args(args)
+    root, progress = get(config, "data.root"), not args.no_progress
+    if args.what == "movielens":
+        from movietitles.data.public_datasets import download_movielens
+
+        folder = download_movielens(root, args.variant, args.base_url, progress=progress)
+        print(f"MovieLens {args.variant}: {', '.join(sorted(p.name for p in folder.glob('*.csv')))} in {folder}")
+    else:
+        from movietitles.data.prepare import poster_limits
+        from movietitles.data.public_datasets import DatasetDownloadError, download_kaggle_posters
+
+        if not args.kaggle_csv:
+            raise DatasetDownloadError("download posters needs --kaggle-csv FILE_OR_URL (the Kaggle 'Movie Genre "
+                                       "from its Poster' CSV, MovieGenre.csv)")
+        have, failed = download_kaggle_posters(
+            root, args.kaggle_csv, workers=int(get(config, "data.download.workers", 8)),
+            timeout_s=float(get(config, "data.download.timeout_s", 20)),
+            retries=int(get(config, "data.download.retries", 3)), progress=progress,
+            max_bytes=poster_limits(config)["max_bytes"])
+        print(f"posters: {have} in {root}/posters; {len(failed)} failed")
+        for result in failed[:10]:
+            print(f"  {result.id}: {result.reason} ({result.url})")
+    print(f"next: python -m movietitles.data prepare --set data.root={root}")
     return 0
 
 

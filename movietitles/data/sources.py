@@ -82,8 +82,9 @@ def split_genres(value: str) -> list[str]:
 def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     """All columns as str ("" for empty); UTF-8, falling back to latin-1 (old Kaggle files)."""
     if not path.is_file():
-        raise SourceError(f"source file not found: {path}; point data.root (and data.source) at your dataset, "
-                          "e.g. --set data.root=DIR")
+        raise SourceError(f"source file not found: {path}; get MovieLens with `python -m movietitles.data download "
+                          "movielens --set data.root=DIR` (posters: `download posters --kaggle-csv FILE`), or point "
+                          "data.root (and data.source) at your dataset, e.g. --set data.root=DIR")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError:
