@@ -202,7 +202,10 @@ def _sample_ids(steps: TitleSteps, chooser, temperature: float, seed: int | None
         result = chooser(steps.next_logits(conditions, temperature), steps.prompts(rows), index=1,
                          mask=tf.constant(fixed), stop_token_ids=[steps.tokenizer.eos_id])
         return keras.ops.convert_to_numpy(result[0])             # beams sorted best first
-    ids = steps.sample_ids(chooser, conditions, temperature, rows, seed)
+    # One graph, as in the export: run eagerly, every step of the loop re-ran the decoder layer by layer in Python.
+    sample = tf.function(lambda given, start: steps.sample_ids(chooser, given, temperature, rows, start),
+                         autograph=False)
+    ids = sample(conditions, None if seed is None else tf.constant(seed, tf.int64))
     return keras.ops.convert_to_numpy(ids).reshape(len(poster), draws, steps.length)
 
 
