@@ -174,18 +174,25 @@ def sample_titles(model: keras.Model, tokenizer: TitleTokenizer, poster_vectors,
     rows_per_poster = (1 if sampler == "greedy" else max(n, num_beams) if sampler == "beam" else n)
     chunk = max(1, max_rows // rows_per_poster)
     steps = TitleSteps(model, tokenizer)
+    chooser = _make_sampler(sampler, n, k, p, num_beams)
+    # One graph for every chunk, as in the export: run eagerly, each step of the loop re-ran the decoder layer by
+    # layer in Python. Each chunk's draws come from its seed alone (a fresh one per chunk without `seed`).
+    sample = tf.function(lambda given, start: steps.sample_ids(chooser, given, temperature,
+                                                               tf.shape(given[POSTER_INPUT])[0], start),
+                         autograph=False, reduce_retracing=True)
+    fresh_seeds = np.random.default_rng()
     titles = []
     for number, start in enumerate(range(0, len(poster), chunk)):
-        chooser = _make_sampler(sampler, n, k, p, num_beams)
         part = slice(start, start + chunk)
-        ids = _sample_ids(steps, chooser, temperature, None if seed is None else seed + number, poster[part],
+        chunk_seed = int(fresh_seeds.integers(2 ** 62)) if seed is None else seed + number
+        ids = _sample_ids(steps, chooser, sample, temperature, chunk_seed, poster[part],
                           None if genres is None else genres[part], 1 if sampler in ("greedy", "beam") else n,
                           None if poster_text is None else np.asarray(poster_text)[part])
         titles += [[tokenizer.decode(row[1:]) for row in per_poster[:n]] for per_poster in ids]
     return [t * n if sampler == "greedy" else t for t in titles]
 
 
-def _sample_ids(steps: TitleSteps, chooser, temperature: float, seed: int | None, poster: np.ndarray, genres,
+def _sample_ids(steps: TitleSteps, chooser, sample, temperature: float, seed: int, poster: np.ndarray, genres,
                 draws: int, poster_text=None) -> np.ndarray:
     """[N, draws (beams for beam search, best first), 1 + max_len] ids: <s>, the title, </s>, PAD."""
     beams = chooser.num_beams if isinstance(chooser, keras_hub.samplers.BeamSampler) else 1
@@ -202,10 +209,7 @@ def _sample_ids(steps: TitleSteps, chooser, temperature: float, seed: int | None
         result = chooser(steps.next_logits(conditions, temperature), steps.prompts(rows), index=1,
                          mask=tf.constant(fixed), stop_token_ids=[steps.tokenizer.eos_id])
         return keras.ops.convert_to_numpy(result[0])             # beams sorted best first
-    # One graph, as in the export: run eagerly, every step of the loop re-ran the decoder layer by layer in Python.
-    sample = tf.function(lambda given, start: steps.sample_ids(chooser, given, temperature, rows, start),
-                         autograph=False)
-    ids = sample(conditions, None if seed is None else tf.constant(seed, tf.int64))
+    ids = sample(conditions, tf.constant(seed, tf.int64))
     return keras.ops.convert_to_numpy(ids).reshape(len(poster), draws, steps.length)
 
 
