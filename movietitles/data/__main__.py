@@ -55,17 +55,13 @@ def download(args) -> int:
         folder = download_movielens(root, args.variant, args.base_url, progress=progress)
         print(f"MovieLens {args.variant}: {', '.join(sorted(p.name for p in folder.glob('*.csv')))} in {folder}")
     else:
-        from movietitles.data.prepare import poster_limits
+        from movietitles.data.prepare import download_options
         from movietitles.data.public_datasets import DatasetDownloadError, download_kaggle_posters
 
         if not args.kaggle_csv:
             raise DatasetDownloadError("download posters needs --kaggle-csv FILE_OR_URL (the Kaggle 'Movie Genre "
                                        "from its Poster' CSV, MovieGenre.csv)")
-        have, failed = download_kaggle_posters(
-            root, args.kaggle_csv, workers=int(get(config, "data.download.workers", 8)),
-            timeout_s=float(get(config, "data.download.timeout_s", 20)),
-            retries=int(get(config, "data.download.retries", 3)), progress=progress,
-            max_bytes=poster_limits(config)["max_bytes"])
+        have, failed = download_kaggle_posters(root, args.kaggle_csv, progress=progress, **download_options(config))
         print(f"posters: {have} in {root}/posters; {len(failed)} failed")
         for result in failed[:10]:
             print(f"  {result.id}: {result.reason} ({result.url})")

@@ -95,6 +95,11 @@ JPEG_MAGIC, PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 IMAGE_MAGIC = ((0, JPEG_MAGIC), (0, PNG_MAGIC), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"), (8, b"WEBP"))
 
 
+def retryable_status(code: int) -> bool:
+    """An HTTP status worth asking again for (a timeout, too many requests, a server error); other 4xx are final."""
+    return code in (408, 429) or code >= 500
+
+
 def looks_like_image(head: bytes) -> bool:
     """`head` (a file's first 16 bytes or more) starts a JPEG, PNG, GIF, BMP or WebP file."""
     return any(head[offset:offset + len(magic)] == magic for offset, magic in IMAGE_MAGIC)
@@ -124,7 +129,7 @@ def fetch(url: str, dest: Path, timeout_s: float, max_bytes: int | None = None) 
                     out.write(chunk)
                     head = (head + chunk)[:16] if len(head) < 16 else head
         except urllib.error.HTTPError as e:
-            if e.code in (408, 429) or e.code >= 500:
+            if retryable_status(e.code):
                 raise _Retryable(f"http_{e.code}: {e.reason}") from e
             raise
         except (urllib.error.URLError, http.client.HTTPException, socket.timeout,

@@ -148,18 +148,22 @@ def fetch_posters(records: list[RawMovie], folder: Path, config: dict, issues: l
     for rec in records:
         if not rec.poster_url:
             issues.append(Issue(rec.source_file, rec.source_row, rec.id, "poster", "no_poster_url", "skipped"))
-    results = download_posters(
-        [(rec.id, rec.poster_url) for rec in wanted], folder,
-        workers=int(get(config, "data.download.workers", 8)),
-        timeout_s=float(get(config, "data.download.timeout_s", 20)),
-        retries=int(get(config, "data.download.retries", 3)), progress=progress,
-        max_bytes=poster_limits(config)["max_bytes"])
+    results = download_posters([(rec.id, rec.poster_url) for rec in wanted], folder, progress=progress,
+                               **download_options(config))
     for rec, result in zip(wanted, results):
         if result.path is not None:
             rec.poster = result.path
         else:
             issues.append(Issue(rec.source_file, rec.source_row, rec.id, "poster",
                                 f"download_failed: {result.reason} ({rec.poster_url})", "skipped"))
+
+
+def download_options(config: dict) -> dict:
+    """`data.download` as `download_posters` takes it, with the image encoder's byte limit."""
+    return {"workers": int(get(config, "data.download.workers", 8)),
+            "timeout_s": float(get(config, "data.download.timeout_s", 20)),
+            "retries": int(get(config, "data.download.retries", 3)),
+            "max_bytes": poster_limits(config)["max_bytes"]}
 
 
 def poster_limits(config: dict) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from movietitles.config import ConfigError
-from movietitles.data.download import USER_AGENT, download_posters
+from movietitles.data.download import USER_AGENT, download_posters, retryable_status
 from movietitles.io import atomic_write_bytes
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
@@ -84,7 +84,7 @@ def download_resumable(url: str, part: Path, retries: int = 3, timeout_s: float 
             _continue_download(url, part, timeout_s, progress)
             return part
         except urllib.error.HTTPError as e:
-            if e.code < 500 and e.code not in (408, 429):
+            if not retryable_status(e.code):
                 raise DatasetDownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
             reason = f"HTTP {e.code}"
         except (urllib.error.URLError, http.client.HTTPException, OSError, _Incomplete) as e:
@@ -132,11 +132,8 @@ def _range_start(content_range: str | None) -> int | None:
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def unpack_movielens(archive: Path, folder: Path) -> Path:
