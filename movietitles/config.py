@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,9 @@ class ConfigError(ValueError):
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
     """The defaults, with the file at `path` (if any) merged over them, then the `overrides`."""
-    config = _read_yaml(DEFAULT_CONFIG)
+    config = read_yaml(DEFAULT_CONFIG)
     if path and Path(path).resolve() != DEFAULT_CONFIG:
-        user = _read_yaml(Path(path))
+        user = read_yaml(Path(path))
         if not isinstance(user, dict):
             raise ConfigError(f"{path}: a config file is a YAML mapping of sections, got {type(user).__name__}")
         merge(config, user, source=str(path))
@@ -37,7 +35,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
-def _read_yaml(path: Path):
+def read_yaml(path: Path):
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as f:
@@ -101,33 +99,6 @@ def with_overrides(config: dict, overrides: dict[str, Any]) -> dict:
     for dotted, value in overrides.items():
         apply_override(config, f"{dotted}={yaml.safe_dump(value, default_flow_style=True).strip()}")
     return config
-
-
-def config_hash(what) -> str:
-    """10 hex digits of a YAML-able value: run and evaluation folders are named by what shapes them."""
-    return hashlib.sha256(yaml.safe_dump(what, sort_keys=True).encode()).hexdigest()[:10]
-
-
-# Where outputs are kept, not what they are: a run's name must not change with how its folder is spelled
-# (`saved_models/runs`, `saved_models/runs/`, an absolute path). Names are hashed with these keys at the
-# defaults' values, so that the runs named before this rule keep their names.
-LOCATION_KEYS = ("genre.runs_dir", "data.prepared_dir", "features.cache_dir")
-
-
-@functools.cache
-def _default_locations() -> dict[str, Any]:
-    defaults = _read_yaml(DEFAULT_CONFIG)
-    return {dotted: get(defaults, dotted) for dotted in LOCATION_KEYS}
-
-
-def identity(config: dict) -> dict:
-    """`config` as run, cache and evaluation names hash it: its LOCATION_KEYS set to the defaults' values."""
-    same = copy.deepcopy(config)
-    for dotted, value in _default_locations().items():
-        section, key = dotted.split(".")
-        if key in same.get(section, {}):
-            same[section][key] = value
-    return same
 
 
 def write_config(config: dict, directory: str | Path, name: str = "config.yaml") -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
-from movietitles.config import config_from_args, config_hash, identity, with_overrides, write_config
+from movietitles.config import config_from_args, with_overrides, write_config
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, comparisons, late_fusion, poster_words
 from movietitles.evaluation.bootstrap import Bootstrap
@@ -44,13 +44,19 @@ from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, load_split
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
+from movietitles.naming import evaluation_name
 from movietitles.tensorboard_logs import log_evaluation
 from movietitles.models.genre_runs import (
-    GENRE_TASKS, SUMMARY_FILE, finished_run, load_genre_run, model_inputs, predict_scores, run_directory)
+    GENRE_TASKS, SUMMARY_FILE, finished_run, load_genre_run, model_inputs, predict_scores, run_directory,
+    task_inputs)
 
 log = logging.getLogger("movietitles.evaluate")
 
 MODEL_ROWS = {"title": "title (BERT)", "poster": "poster (CNN)", "fusion": "early fusion (Method 2)"}
+# The rows of models that also read the poster's words (genre.models.<task>.poster_text), and of the same models
+# without them (the runs of the config with poster_text off, shown when trained: `train --task genres` trains them).
+WORDS_MODEL_ROWS = {"poster": "poster (CNN + words)", "fusion": "early fusion (Method 2) + poster words"}
+WITHOUT_WORDS_ROWS = {"poster": "poster (CNN), picture only", "fusion": "early fusion (Method 2), without poster words"}
 # A fair control: the title model trained only on the movies with posters (what the poster model sees).
 CONTROL_ROW = "title (BERT), trained on poster movies only"
 LEARNED_ROW = "late fusion: learned"
@@ -85,19 +91,40 @@ def strategy_section(strategies: dict[str, dict[str, dict]]) -> str:
                       "never on test.", "", markdown_table(["Model", *STRATEGIES], rows)])
 
 
+def model_rows(config: dict) -> dict[str, str]:
+    """Each genre task's row name under `config`: MODEL_ROWS, or WORDS_MODEL_ROWS for a model reading poster text."""
+    return {task: WORDS_MODEL_ROWS[task] if POSTER_TEXT in task_inputs(config, task) else row
+            for task, row in MODEL_ROWS.items()}
+
+
+def without_words_runs(config: dict) -> dict[str, Path]:
+    """Row -> trained run of each model that reads poster text, with poster_text off (where it is trained)."""
+    runs = {}
+    for task, row in WITHOUT_WORDS_ROWS.items():
+        if POSTER_TEXT in task_inputs(config, task):
+            run_dir = run_directory(with_overrides(config, {f"genre.models.{task}.poster_text": False}), task)
+            if (run_dir / SUMMARY_FILE).exists():
+                runs[row] = run_dir
+    return runs
+
+
 def evaluation_directory(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> Path:
     """`<genre.runs_dir>/evaluation-<hash of the config and the data evaluated on>`."""
-    what = [identity(config), data_root] + (["keep_overlap"] if keep_overlap else [])
-    return Path(config["genre"]["runs_dir"]) / f"evaluation-{config_hash(what)}"
+    return Path(config["genre"]["runs_dir"]) / evaluation_name(config, data_root, keep_overlap)
 
 
 def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> Path:
     started = time.perf_counter()
     gcfg = config["genre"]
     threshold_cfg = gcfg["thresholds"]
-    runs = {MODEL_ROWS[task]: finished_run(config, task) for task in GENRE_TASKS}  # before any work
-    val = load_split(config, "validation", (TITLE, POSTER))
-    test, test_description, overlap = load_target(config, data_root, keep_overlap)
+    rows = model_rows(config)
+    if config["evaluation"].get("poster_text") and rows["poster"] != MODEL_ROWS["poster"]:
+        raise ValueError("evaluation.poster_text: its rows combine the poster model's picture with the words, but with "
+                         "genre.models.poster.poster_text the poster model reads the words itself: set one of the two")
+    runs = {rows[task]: finished_run(config, task) for task in GENRE_TASKS}  # before any work
+    kinds = tuple(dict.fromkeys(kind for task in GENRE_TASKS for kind in (TITLE, POSTER, *task_inputs(config, task))))
+    val = load_split(config, "validation", kinds)
+    test, test_description, overlap = load_target(config, data_root, keep_overlap, kinds)
     if not len(test):
         raise ValueError(f"no labelled movie with a poster to evaluate on ({test_description})")
     genres = val.genres
@@ -108,16 +135,17 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     control_run = run_directory(control, "title")
     if finetune_settings(config["encoders"]["text"]) is None and (control_run / SUMMARY_FILE).exists():
         runs[CONTROL_ROW] = control_run
+    runs.update(without_words_runs(config))
     for row, run_dir in runs.items():
         model, _, summary = load_genre_run(run_dir)
         val_scores[row], test_scores[row] = model_scores(model, val), model_scores(model, test)
-        if row in MODEL_ROWS.values():
+        if row in rows.values():
             fixed_rows[f"{row} @0.5"] = predict(test_scores[row], 0.5)
         saw[row] = (f"{summary['training_movies']} training movies "
                     f"({summary['training_title_only_movies']} of them title-only), inputs {summary['inputs']}"
                     + (f", an ensemble of {len(summary['seeds'])} seeds" if len(summary.get("seeds", [])) > 1 else ""))
 
-    title, poster = MODEL_ROWS["title"], MODEL_ROWS["poster"]
+    title, poster = rows["title"], rows["poster"]
     for how in late_fusion.COMBINERS:
         row = f"late fusion: {how}"
         val_scores[row] = late_fusion.fuse(val_scores[title], val_scores[poster], how)
@@ -175,9 +203,12 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     predictions["baseline: Comedy + Drama"] = baselines.constant_prediction(["Comedy", "Drama"], genres, len(test))
 
     fusion_rows = [*(f"late fusion: {h}" for h in [*late_fusion.COMBINERS, "union", "intersection"]), LEARNED_ROW,
-                   MODEL_ROWS["fusion"], *([poster_words.ALL_ROW] if reads_words else [])]
+                   rows["fusion"], *([WITHOUT_WORDS_ROWS["fusion"]] if WITHOUT_WORDS_ROWS["fusion"] in runs else []),
+                   *([poster_words.ALL_ROW] if reads_words else [])]
     word_rows = [poster_words.WORDS_ROW, poster_words.PICTURE_WORDS_ROW] if reads_words else []
-    order = [title, *([CONTROL_ROW] if CONTROL_ROW in runs else []), poster, *word_rows, *fusion_rows, *fixed_rows,
+    picture_only = [WITHOUT_WORDS_ROWS["poster"]] if WITHOUT_WORDS_ROWS["poster"] in runs else []
+    order = [title, *([CONTROL_ROW] if CONTROL_ROW in runs else []), poster, *picture_only, *word_rows, *fusion_rows,
+             *fixed_rows,
              *(r for r in predictions if r.startswith("baseline"))]
     results = {row: multilabel_metrics(test.labels, predictions[row], genres) for row in order}
 
@@ -194,6 +225,8 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     answer = comparisons.answer(results, boot, title, poster, headline)
     if reads_words:
         answer += poster_words.answer_lines(boot, results, poster, LEARNED_ROW)
+    reading = {rows[task]: row for task, row in WITHOUT_WORDS_ROWS.items() if row in runs}
+    answer += poster_words.model_answer_lines(boot, results, reading)
 
     run_dir = evaluation_directory(config, data_root, keep_overlap)
     write_config(config, run_dir)
@@ -219,7 +252,7 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
                         "headline_fusion_row": headline},
                  sections=[strategy_section(strategies)])
     payload = json.loads((run_dir / "metrics.json").read_text())
-    main = [title, poster, headline, MODEL_ROWS["fusion"]]
+    main = [title, poster, headline, rows["fusion"]]
     plots = {"Per-genre F1 (test)": plot_per_genre_f1({row: results[row] for row in order if "@0.5" not in row},
                                                       run_dir / "per_genre_f1.png"),
              "Per-genre F1 of the main models, 95% intervals": plot_main_rows_f1(

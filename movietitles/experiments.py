@@ -11,13 +11,14 @@ import json
 import logging
 from pathlib import Path
 
-from movietitles.config import config_hash, identity, with_overrides, write_config
+from movietitles.config import with_overrides, write_config
 from movietitles.evaluation.generator_report import (
     condition_perplexities, evaluate_generator, text_table, with_interval)
 from movietitles.evaluation.title_scores import bpemb_coverage
 from movietitles.generator.data import poster_titles
 from movietitles.generator.runs import load_generator_run
 from movietitles.io import atomic_write_text
+from movietitles.naming import comparison_name
 from movietitles.training.generator import train_generator
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ def compare_conditioning(config: dict, names: list[str] | None = None) -> tuple[
     rows.append(["the true titles (reference)", "-", "-", "-", "-", truth["share_real_words"], truth["share_new"]])
     table = text_table(["conditioning", "bits / char", "swap-test gain, bits / char [95% CI]", "PMI recall@1",
                         "PMI recall@10", "real words", "new titles"], rows)
-    digest = config_hash([identity(config), names])
-    out = Path(config["genre"]["runs_dir"]) / f"conditioning-comparison-{digest}"
+    out = Path(config["genre"]["runs_dir"]) / comparison_name("conditioning", config, names)
     write_config(config, out)
     atomic_write_text(out / "report.md", f"# Conditioning ablation (test split)\n\n{table}\n")
     return out, table
@@ -109,8 +109,8 @@ def compare_embeddings(config: dict, names: list[str] | None = None) -> tuple[Pa
             "drops the characters its vocabulary lacks, and the bits do not pay for them: a lower bound, as "
             "evaluate --task generator reports (share of characters not written, by language: "
             + ", ".join(f"{lang} {share:.2%}" for lang, share in coverage.items()) + ").")
-    digest = config_hash(identity(config) if names == list(EMBEDDING_VARIANTS) else [identity(config), names])
-    out = Path(config["genre"]["runs_dir"]) / f"embedding-comparison-{digest}"
+    out = Path(config["genre"]["runs_dir"]) / comparison_name(
+        "embedding", config, None if names == list(EMBEDDING_VARIANTS) else names)
     write_config(config, out)
     atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")
     return out, table

@@ -8,6 +8,7 @@ Prints every genre by probability, the predicted ones (score >= the genre's tune
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from movietitles.data.poster_file import PosterFileError, read_poster_file
 from movietitles.data.titles import clean_title
 from movietitles.encoders.image import DEFAULT_MAX_BYTES, error_reason
-from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.cli import UserError, add_common_arguments, entry_point
 from movietitles.serving.genre import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
 
@@ -33,8 +34,9 @@ def choose_task(title: str | None, poster: str | Path | None) -> str:
 
 
 def predict_genres(model_dir: str | Path, title: str | None = None, poster: str | Path | None = None) -> dict:
-    """One movie's prediction: {model, version_dir, title_given, title (as the model read it: cleaned), genres
-    (names), probabilities [G], predicted [G] bool}."""
+    """One movie's prediction: {model, version_dir, title_given, title (as the model read it: cleaned), poster_text
+    (the words read on the poster, for a model that reads them; else None), genres (names), probabilities [G],
+    predicted [G] bool}."""
     import tensorflow as tf
 
     task = choose_task(title, poster)
@@ -54,6 +56,15 @@ def predict_genres(model_dir: str | Path, title: str | None = None, poster: str 
         limit = model.max_poster_bytes.numpy() if hasattr(model, "max_poster_bytes") else DEFAULT_MAX_BYTES
         pixels = int(model.max_poster_pixels.numpy()) if hasattr(model, "max_poster_pixels") else None
         inputs[POSTER] = tf.constant([_read_poster(poster, int(limit), pixels)])
+    words = None
+    if hasattr(model, "poster_text_reader"):  # the model reads the poster's words: OCR them as it was trained
+        from movietitles.features.poster_files import read_poster_words
+
+        try:
+            words = read_poster_words(json.loads(model.poster_text_reader.numpy()), [poster])[0]
+        except (ValueError, ImportError) as e:
+            raise PredictError(str(e)) from None
+        inputs[POSTER_TEXT] = tf.constant([words.encode("utf-8")])
     try:
         out = model.signatures[SIGNATURE_RAW](**inputs)
     except tf.errors.InvalidArgumentError as e:  # the title is checked above: the poster failed
@@ -61,7 +72,7 @@ def predict_genres(model_dir: str | Path, title: str | None = None, poster: str 
         raise PredictError(f"poster {poster} {reason}" if reason.startswith("could not be decoded")
                            else f"poster {poster}: {reason}" if "over the limit" in reason
                            else f"poster {poster} could not be decoded: {reason}") from None
-    return {"model": name, "version_dir": version_dir, "title_given": text, "title": cleaned,
+    return {"model": name, "version_dir": version_dir, "title_given": text, "title": cleaned, "poster_text": words,
             "genres": [g.decode() for g in model.genre_names.numpy()],
             "probabilities": out["probabilities"].numpy()[0], "predicted": out["predicted"].numpy()[0] == 1}
 
@@ -93,6 +104,8 @@ def format_prediction(result: dict, top: int | None = None) -> str:
     lines = [f"{result['model']} (version {result['version_dir'].name}): {'|'.join(chosen) or '(no genre)'}"]
     if result.get("title") != result.get("title_given"):
         lines.append(f"  (the title read as {result['title']!r}, the form the models were trained on)")
+    if result.get("poster_text") is not None:
+        lines.append(f"  (the poster's words, read by OCR: {result['poster_text']!r})")
     lines += [f"  {'*' if result['predicted'][k] else ' '} {result['genres'][k]:<{width}}  "
               f"{result['probabilities'][k]:.3f}" for k in order]
     return "\n".join(lines)

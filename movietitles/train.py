@@ -15,15 +15,13 @@ from movietitles.cli import add_common_arguments, entry_point
 from movietitles.config import config_from_args, with_overrides
 from movietitles.encoders.text import finetune_settings
 from movietitles.features.ensure import ensure_features, ensure_prepared
-from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.extract import POSTER_TEXT, TITLE
 from movietitles.log import setup_logging
-from movietitles.models.genre_runs import SUMMARY_FILE, run_directory
+from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE, run_directory, task_inputs
 from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.generator import train_generator
-from movietitles.training.genre import GENRE_TASKS, train_genre_model
+from movietitles.training.genre import train_genre_model
 from movietitles.training.text_finetune import ensure_finetuned_text_encoder
-
-TASK_INPUTS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER), "generator": (POSTER,)}
 
 
 def answer(config: dict, run_dirs: dict, argv: list[str]) -> str:
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m movietitles.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
-    parser.add_argument("--task", required=True, choices=sorted(TASK_INPUTS) + ["genres"],
+    parser.add_argument("--task", required=True, choices=sorted([*GENRE_TASKS, "generator"]) + ["genres"],
                         help="genres = title, poster and fusion models")
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="tf.distribute strategy; multi_worker reads TF_CONFIG")
@@ -76,12 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generator model: {train_generator(config, fresh=args.fresh)}")
         return 0
     tasks = list(GENRE_TASKS) if args.task == "genres" else [args.task]
-    kinds = sorted({kind for task in tasks for kind in TASK_INPUTS[task]})
+    kinds = sorted({kind for task in tasks for kind in task_inputs(config, task)})
     if TITLE in kinds:  # encoders.text.finetune: the genre-fine-tuned encoder first (once), then its title features
         ensure_prepared(config)
         ensure_finetuned_text_encoder(config)
     ensure_features(config, kinds)
     run_dirs = {task: train_genre_model(config, task, strategy, args.fresh) for task in tasks}
+    if args.task == "genres":  # the evaluation compares each model reading poster words with the same without them
+        for task in tasks:
+            if POSTER_TEXT in task_inputs(config, task):
+                without = with_overrides(config, {f"genre.models.{task}.poster_text": False})
+                print(f"{task} model without poster words: {train_genre_model(without, task, strategy, args.fresh)}")
     if args.task == "genres" and config["genre"]["title_corpus"]:
         # The control row of the evaluation: the title model on the movies the poster model sees.
         if finetune_settings(config["encoders"]["text"]) is not None:

@@ -59,6 +59,7 @@ def tiny_config(tmp_path_factory, minilm_hub_dirs):
 @pytest.fixture(scope="session")
 def trained(tiny_config):
     """Title, poster and fusion genre models trained (3 epochs) on the tiny dataset: task -> run dir."""
-    from movietitles.training.genre import GENRE_TASKS, train_genre_model
+    from movietitles.models.genre_runs import GENRE_TASKS
+    from movietitles.training.genre import train_genre_model
 
     return {task: train_genre_model(tiny_config, task) for task in GENRE_TASKS}

@@ -16,7 +16,8 @@ from movietitles.config import with_overrides
 from movietitles.evaluate import MODEL_ROWS, evaluate_genres
 from movietitles.features.pipeline import load_split
 from movietitles.training import loop
-from movietitles.training.genre import GENRE_TASKS, load_genre_run, run_directory, train_genre_model
+from movietitles.models.genre_runs import GENRE_TASKS
+from movietitles.training.genre import load_genre_run, run_directory, train_genre_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -276,20 +277,12 @@ def test_evaluation_on_another_dataset_uses_every_labelled_movie(tiny_config, tr
 def test_poster_text_rows_read_the_words_and_answer_what_picture_and_words_add(tiny_config, trained):
     """With evaluation.poster_text the evaluation reads each poster's OCR words. Here every poster prints its genres
     (a cache of its own, written as the reader would), so the words row must find them."""
-    from movietitles.data.dataset import load_prepared
-    from movietitles.encoders.ocr import poster_text_cache_key
+    from tiny_dataset import write_genre_words_cache
+
     from movietitles.evaluation.poster_words import ALL_ROW, PICTURE_WORDS_ROW, WORDS_ROW
-    from movietitles.features.extract import POSTER_TEXT, open_cache, poster_rows
 
     config = with_overrides(tiny_config, {"evaluation.poster_text": True, "encoders.ocr.det_limit_side_len": 321})
-    rows = poster_rows(load_prepared(config["data"]["prepared_dir"]).movies)
-    cache = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows)
-    box = [[0, 0], [50, 0], [50, 20], [0, 20]]
-    lines = [[{"text": genre.upper(), "box": box, "confidence": 0.99} for genre in genres.split("|") if genre]
-             for genres in rows["genres"].fillna("")]
-    for index in range(cache.num_chunks):
-        cache.write_chunk(index, lines[cache.chunk_rows(index)])
-    assert cache.merge()
+    write_genre_words_cache(config)
 
     metrics = json.loads((evaluate_genres(config) / "metrics.json").read_text())
     models = metrics["models"]

@@ -148,7 +148,16 @@ def test_run_folders_are_named_by_one_config_hash_helper():
         return any(inner.func.attr == "safe_dump" for call in calls(path, "sha256") for inner in ast.walk(call)
                    if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute))
 
-    assert places(hashes_yaml) == ["config.py"]
+    assert places(hashes_yaml) == ["naming.py"]
+
+
+def test_every_name_is_derived_in_the_naming_module():
+    """One naming layer: no module but movietitles.naming hashes a config into a name."""
+    def uses(path, name):
+        return any(isinstance(node, ast.Name) and node.id == name for node in ast.walk(ast.parse(path.read_text())))
+
+    assert places(lambda path: uses(path, "config_hash")) == ["naming.py"]
+    assert places(lambda path: uses(path, "identity")) == ["naming.py"]
 
 
 def test_markdown_tables_are_written_by_one_helper():
@@ -177,7 +186,8 @@ def test_the_config_hash_names_existing_runs_as_before():
 
     import yaml
 
-    from movietitles.config import config_hash, load_config
+    from movietitles.config import load_config
+    from movietitles.naming import config_hash
 
     config = load_config()
     assert config_hash(config) == hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:10]

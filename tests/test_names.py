@@ -50,3 +50,21 @@ def test_what_shapes_a_model_changes_its_name():
     assert names(with_overrides(config, {"seed": 7}))["fusion"] != DEFAULT_NAMES["fusion"]
     assert names(with_overrides(config, {"genre.models.poster.dropout": 0.3}))["poster"] != DEFAULT_NAMES["poster"]
     assert names(with_overrides(config, {"data.root": "/data/other"}))["title"] != DEFAULT_NAMES["title"]
+
+
+def test_an_added_key_at_the_value_it_was_added_at_renames_nothing_and_shapes_names_otherwise():
+    """naming.ADDED_KEYS: options added after the names were pinned leave them alone until they are used."""
+    from movietitles.config import get
+    from movietitles.naming import ADDED_KEYS, identity
+
+    config = load_config()
+    for dotted, added_at in ADDED_KEYS.items():
+        assert get(config, dotted) == added_at, f"{dotted}: the defaults must hold the value it was added at"
+        assert get(identity(config), dotted, "absent") == "absent"
+    reading = names(with_overrides(config, {"genre.models.poster.poster_text": True}))
+    assert reading["poster"] != DEFAULT_NAMES["poster"] and reading["evaluation"] != DEFAULT_NAMES["evaluation"]
+    assert reading["title"] == DEFAULT_NAMES["title"] and reading["fusion"] == DEFAULT_NAMES["fusion"]
+    # The text a model reads is part of its name: another OCR setting, another run.
+    other_ocr = with_overrides(config, {"genre.models.poster.poster_text": True, "encoders.ocr.det_limit_side_len": 480})
+    assert run_directory(other_ocr, "poster") != run_directory(with_overrides(
+        config, {"genre.models.poster.poster_text": True}), "poster")

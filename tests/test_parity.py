@@ -67,7 +67,8 @@ def evaluated_and_exported(tmp_path_factory, minilm_hub_dirs):
     from movietitles.evaluate import evaluate_genres
     from movietitles.features.extract import extract_features
     from movietitles.serving.genre import export_genre_models
-    from movietitles.training.genre import GENRE_TASKS, train_genre_model
+    from movietitles.models.genre_runs import GENRE_TASKS
+    from movietitles.training.genre import train_genre_model
 
     work = tmp_path_factory.mktemp("parity")
     encoder_dir, preprocess_dir = minilm_hub_dirs

@@ -257,3 +257,16 @@ def test_a_large_poster_is_read_scaled_down_with_its_boxes_in_its_own_pixels(tmp
     # differ at the two resolutions), far from the scaled-down image's own coordinates (0.56 times those).
     np.testing.assert_allclose([line["box"] for line in lines], 7.5 * np.array([line["box"] for line in small_lines]),
                                atol=120)
+
+
+def test_min_line_height_skips_small_lettering_into_a_cache_of_its_own(tmp_path):
+    from movietitles.encoders.ocr import PosterTextReader, line_height, poster_text_cache_key
+
+    poster = str(_poster_with_words(tmp_path / "p.png", "STORM", "BRIDGE"))
+    every = PosterTextReader({"workers": 1}).read(poster)
+    small = min(line_height(line) for line in every)
+    assert {"STORM", "BRIDGE"} <= set(poster_words(every).split()), every
+    tall_only = PosterTextReader({"workers": 1, "min_line_height": int(small) + 8}).read(poster)
+    assert poster_words(tall_only).split() == ["STORM"], tall_only
+    assert poster_text_cache_key({"min_line_height": 0}) == poster_text_cache_key({})
+    assert poster_text_cache_key({"min_line_height": 8}) == poster_text_cache_key({}) + "-h8"

@@ -28,7 +28,7 @@ from movietitles.config import load_config
 from movietitles.evaluate import MODEL_ROWS, evaluate_genres
 from movietitles.evaluation.thresholds import predict
 from movietitles.tensorboard_logs import PR_THRESHOLDS, log_genre_run
-from movietitles.training.genre import GENRE_TASKS
+from movietitles.models.genre_runs import GENRE_TASKS
 
 GENRES = ["Action", "Comedy", "Drama"]
 DASHBOARDS = ("scalars", "pr_curves", "projector", "text", "images", "hparams")

@@ -182,3 +182,21 @@ def plain_posters(folder: Path, n: int, size: tuple[int, int], rng) -> list[str]
         Image.new("RGB", size, tuple(int(c) for c in rng.integers(0, 256, 3))).save(path)
         paths.append(str(path))
     return paths
+
+
+def write_genre_words_cache(config: dict) -> None:
+    """A poster-text cache for `config`'s OCR settings, written as the reader would, in which every poster prints
+    its genres in capitals (a line each): words a model can learn from, where the real OCR of the tiny posters
+    finds none."""
+    from movietitles.data.dataset import load_prepared
+    from movietitles.encoders.ocr import poster_text_cache_key
+    from movietitles.features.extract import POSTER_TEXT, open_cache, poster_rows
+
+    rows = poster_rows(load_prepared(config["data"]["prepared_dir"]).movies)
+    cache = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows)
+    box = [[0, 0], [50, 0], [50, 20], [0, 20]]
+    lines = [[{"text": genre.upper(), "box": box, "confidence": 0.99} for genre in genres.split("|") if genre]
+             for genres in rows["genres"].fillna("")]
+    for index in range(cache.num_chunks):
+        cache.write_chunk(index, lines[cache.chunk_rows(index)])
+    assert cache.merge()

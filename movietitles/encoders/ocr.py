@@ -48,16 +48,26 @@ def poster_text_cache_key(config: dict) -> str:
     engine, version, side = _engine(config), _engine_version(), int(config.get("det_limit_side_len", 320))
     if engine == "rapidocr":
         return f"rapidocr-{version}-det{side}" + ("-cls" if config.get("use_angle_cls", False) else "")
-    return f"ppocr-batched-{version}-det{side}-w{int(config.get('rec_min_width', 0))}"
+    width, height = int(config.get("rec_min_width", 0)), int(config.get("min_line_height", 0))
+    return f"ppocr-batched-{version}-det{side}-w{width}" + (f"-h{height}" if height else "")
 
 
 def read_image(path: str | Path):
-    """A poster file as a BGR uint8 array, or a ValueError naming the file."""
+    """A poster file as a BGR uint8 array, or a ValueError naming the file. Formats OpenCV does not decode
+    (GIF) are read with Pillow (the first frame)."""
     import cv2
     import numpy as np
 
     data = np.fromfile(str(path), np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None and data.size:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as picture:
+                image = cv2.cvtColor(np.asarray(picture.convert("RGB")), cv2.COLOR_RGB2BGR)
+        except (UnidentifiedImageError, OSError):
+            image = None
     if image is None:
         raise ValueError(f"{path}: not a readable image")
     return image
@@ -80,7 +90,8 @@ def _batched_reader(config: dict, threads: int):
 
     return BatchedPPOCR(int(config.get("det_limit_side_len", 320)), threads=threads,
                         rec_batch_size=int(config.get("rec_batch_size", 32)),
-                        rec_min_width=int(config.get("rec_min_width", 0)))
+                        rec_min_width=int(config.get("rec_min_width", 0)),
+                        min_line_height=int(config.get("min_line_height", 0)))
 
 
 class PosterTextReader:

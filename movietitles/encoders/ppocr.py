@@ -159,11 +159,12 @@ class BatchedPPOCR:
     """`read_images(images) -> [[{"text", "box", "confidence"}, ...], ...]` for a list of BGR uint8 images."""
 
     def __init__(self, det_limit_side_len: int = 320, threads: int = 1, rec_batch_size: int = 32,
-                 rec_min_width: int = 0, fused: bool = True):
+                 rec_min_width: int = 0, fused: bool = True, min_line_height: int = 0):
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
         from rapidocr_onnxruntime.ch_ppocr_rec.utils import CTCLabelDecode
 
         self.side, self.rec_batch_size, self.rec_min_width = det_limit_side_len, rec_batch_size, rec_min_width
+        self.min_line_height = min_line_height
         self.detector, self.recogniser = session(DET_MODEL, threads, fused), session(REC_MODEL, threads, fused)
         characters = self.recogniser.get_modelmeta().custom_metadata_map["character"].splitlines()
         self.decode = CTCLabelDecode(character=characters)
@@ -186,7 +187,10 @@ class BatchedPPOCR:
                                                                           for i in indices]))})[0]
             for row, i in enumerate(indices):
                 for box in self._boxes(scores[row:row + 1], images[i].shape[:2]):
-                    crops.append(_crop(images[i], box))
+                    crop = _crop(images[i], box)
+                    if min(crop.shape[:2]) < self.min_line_height:
+                        continue  # too small to be a title: not recognised
+                    crops.append(crop)
                     owners.append(i)
                     boxes.append(box)
         lines = [[] for _ in images]

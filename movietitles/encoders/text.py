@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from movietitles.config import config_hash, identity
 from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR, is_default_handle
+from movietitles.naming import finetuned_text_encoder_name
 
 POOLINGS = ("mean", "cls", "pooled")
 FINETUNE_POOLINGS = ("mean", "cls")  # "pooled" reads a dense layer that fine-tuning does not train
@@ -82,11 +82,7 @@ def finetune_settings(cfg: dict) -> dict | None:
 def finetuned_encoder_dir(config: dict) -> Path:
     """Where the genre-fine-tuned MiniLM of this config lives: named by everything that shapes it."""
     text = config["encoders"]["text"]
-    genre = config["genre"]
-    shaping = {"finetune": finetune_settings(text), "preprocess": str(text["preprocess_handle"]),
-               "data": identity(config)["data"], "title_corpus": genre["title_corpus"],
-               "max_pos_weight": genre["max_pos_weight"], "thresholds": genre["thresholds"]}
-    return Path(text["handle"]).parent.parent / f"minilm-l6-v2-genres-{config_hash(shaping)}" / "encoder"
+    return Path(text["handle"]).parent.parent / finetuned_text_encoder_name(config, finetune_settings(text)) / "encoder"
 
 
 def text_encoder_config(config: dict, must_exist: bool = True) -> dict:

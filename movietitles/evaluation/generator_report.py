@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from movietitles.config import config_hash, enabled_section, identity, write_config
+from movietitles.config import enabled_section, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.evaluation.html_report import generator_gallery, write_html_report
 from movietitles.evaluation.title_scores import (
@@ -22,6 +22,7 @@ from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.generator.sampling import generate_titles
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
+from movietitles.naming import generator_evaluation_name
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def evaluation_set(config: dict, tokenizer, data_root: str | None):
 
 def evaluation_directory(config: dict, data_root: str | None = None) -> Path:
     """`<genre.runs_dir>/generator-evaluation-<hash of the config and the data evaluated on>`."""
-    return Path(config["genre"]["runs_dir"]) / f"generator-evaluation-{config_hash([identity(config), data_root])}"
+    return Path(config["genre"]["runs_dir"]) / generator_evaluation_name(config, data_root)
 
 
 def evaluate_generator(config: dict, data_root: str | None = None, samples: int = 20) -> Path:

@@ -103,16 +103,18 @@ def subset(features: Features, keep: np.ndarray) -> Features:
                     {name: values[keep] for name, values in features.inputs.items()}, features.labels[keep])
 
 
-def load_target(config: dict, data_root: str | None, keep_overlap: bool = False) -> tuple[Features, str, dict | None]:
-    """(the movies to evaluate on, their description, the overlap summary for the report or None)."""
+def load_target(config: dict, data_root: str | None, keep_overlap: bool = False,
+                kinds=(TITLE, POSTER)) -> tuple[Features, str, dict | None]:
+    """(the movies to evaluate on, with the `kinds` of features, their description, the overlap summary for the
+    report or None)."""
     if data_root is None:
-        return load_split(config, "test", (TITLE, POSTER)), "test split", None
+        return load_split(config, "test", kinds), "test split", None
     from movietitles.features.ensure import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)
-    ensure_features(other, (TITLE, POSTER))
-    target = load_split(other, "all", (TITLE, POSTER))
+    ensure_features(other, kinds)
+    target = load_split(other, "all", kinds)
     overlap = training_overlap(config, target.movies)
     shared = overlap.any(axis=1).to_numpy()
     summary = {"films": len(target), **{k: int(v.sum()) for k, v in overlap.items()},

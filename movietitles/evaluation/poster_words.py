@@ -13,10 +13,9 @@ words beyond the title and the picture.
 from __future__ import annotations
 
 
-from movietitles.encoders.ocr import poster_words
 from movietitles.evaluation import baselines, late_fusion
 from movietitles.evaluation.report import signed_interval
-from movietitles.features.pipeline import Features, poster_text
+from movietitles.features.pipeline import Features, poster_word_strings
 
 WORDS_ROW = "poster text (words): TF-IDF logreg"
 PICTURE_WORDS_ROW = "poster (picture + words): learned combination"
@@ -25,7 +24,7 @@ ALL_ROW = "late fusion: learned, title + poster picture + poster words"
 
 def word_strings(config: dict, features: Features) -> list[str]:
     """Each movie's poster text (the OCR cache of `config`'s dataset) as one string."""
-    return [poster_words(lines) for lines in poster_text(config, features.movies["id"].tolist())]
+    return poster_word_strings(config, features.movies).tolist()
 
 
 def poster_text_scores(config: dict, target_config: dict, train: Features, val: Features, test: Features,
@@ -47,14 +46,23 @@ def poster_text_scores(config: dict, target_config: dict, train: Features, val: 
 
 def answer_lines(bootstrap, results: dict, poster_row: str, title_poster_row: str) -> list[str]:
     """What the picture and the words each add beyond the other (and the words beyond title + picture)."""
-    lines = []
-    for question, row, against in (
-            ("The poster's picture adds beyond its words", PICTURE_WORDS_ROW, WORDS_ROW),
-            ("The poster's words add beyond its picture", PICTURE_WORDS_ROW, poster_row),
-            ("The poster's words add beyond the title and the picture", ALL_ROW, title_poster_row)):
-        parts = []
-        for metric, name in (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1")):
-            c = bootstrap.compare(row, against, metric, results)
-            parts.append(f"{signed_interval(c['difference'], c['ci'])} {name} (p {c['p_value']:.3f})")
-        lines.append(f"{question} ({row} against {against}): {'; '.join(parts)}")
-    return lines
+    return [difference_line(bootstrap, results, question, row, against) for question, row, against in (
+        ("The poster's picture adds beyond its words", PICTURE_WORDS_ROW, WORDS_ROW),
+        ("The poster's words add beyond its picture", PICTURE_WORDS_ROW, poster_row),
+        ("The poster's words add beyond the title and the picture", ALL_ROW, title_poster_row))]
+
+
+def model_answer_lines(bootstrap, results: dict, without_words: dict[str, str]) -> list[str]:
+    """What the words add to the Keras models that read them: each such row (key) against the same model trained
+    without them (value)."""
+    return [difference_line(bootstrap, results, "The poster's words add, read by the model itself", row, against)
+            for row, against in without_words.items()]
+
+
+def difference_line(bootstrap, results: dict, question: str, row: str, against: str) -> str:
+    """`question (row against against): +d [lo, hi] macro-F1 (p ...); ... micro-F1 (p ...)`, paired."""
+    parts = []
+    for metric, name in (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1")):
+        c = bootstrap.compare(row, against, metric, results)
+        parts.append(f"{signed_interval(c['difference'], c['ci'])} {name} (p {c['p_value']:.3f})")
+    return f"{question} ({row} against {against}): {'; '.join(parts)}"

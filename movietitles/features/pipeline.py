@@ -56,9 +56,22 @@ def poster_text(config: dict, ids) -> list[list[dict]]:
     return [records[position[i]] for i in ids]
 
 
+def poster_word_strings(config: dict, movies: pd.DataFrame) -> np.ndarray:
+    """Each movie's poster text as one string (`encoders.ocr.poster_words`: largest lettering first), "" for a
+    movie without a poster."""
+    from movietitles.encoders.ocr import poster_words
+
+    with_poster = movies["has_poster"].to_numpy(dtype=bool)
+    words = np.full(len(movies), "", dtype=object)
+    lines = poster_text(config, movies["id"][with_poster].tolist()) if with_poster.any() else []
+    words[with_poster] = [poster_words(poster_lines) for poster_lines in lines]
+    return words.astype(str)
+
+
 def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: bool = True,
                require_poster: bool | None = None) -> Features:
-    """The movies of `split` that have every requested input (and labels), with their cached embeddings.
+    """The movies of `split` that have every requested input (and labels), with their cached embeddings
+    (and, with POSTER_TEXT among `inputs`, each poster's text as one string, "" without a poster).
 
     Asking for POSTER restricts to movies with a usable poster, unless `require_poster` is False: then the
     title-only movies come too, each with a zero poster vector (which a `modality_logits` fusion model reads
@@ -85,6 +98,8 @@ def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: 
         present = found.notna().to_numpy()
         arrays[kind] = np.zeros((len(chosen), table.shape[1]), np.float32)  # zeros: no poster
         arrays[kind][present] = table[found[present].to_numpy(dtype=np.int64)]
+    if POSTER_TEXT in inputs:
+        arrays[POSTER_TEXT] = poster_word_strings(config, chosen)
     return Features(chosen.reset_index(drop=True), prepared.genres, arrays, label_matrix(chosen, prepared.genres))
 
 

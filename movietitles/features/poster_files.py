@@ -46,6 +46,18 @@ def read_poster_text(generator_config: dict, paths: Sequence[str | Path]) -> lis
         reader.close()
 
 
+def read_poster_words(ocr_config: dict, paths: Sequence[str | Path]) -> list[str]:
+    """The words OCR reads on each poster file as one string (`encoders.ocr.poster_words`: largest lettering
+    first), as a genre model reading poster text (and its export's `poster_text` input) takes them."""
+    from movietitles.encoders.ocr import PosterTextReader, poster_words
+
+    reader = PosterTextReader(ocr_config)
+    try:
+        return [poster_words(lines) for lines in reader.read_files(paths)]
+    finally:
+        reader.close()
+
+
 def poster_text_of_files(generator_config: dict, tokenizer, paths: Sequence[str | Path]) -> np.ndarray | None:
     """The subword ids of the text OCR reads on each poster file, for a generator config that reads poster text
     (None for one that does not)."""

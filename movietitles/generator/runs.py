@@ -12,15 +12,14 @@ from typing import NamedTuple
 import keras
 import yaml
 
-from movietitles.config import config_hash, enabled_section, identity, with_overrides
+from movietitles.config import with_overrides
 from movietitles.encoders.image import image_cache_key
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.io import read_written
+from movietitles.naming import generator_run_name
 
 TASK = "generator"
 MODEL_FILE, BEST_FILE, SUMMARY_FILE = "model.keras", "best.keras", "summary.json"
-# generator.* keys that only change how titles are sampled afterwards, not the trained model.
-NOT_TRAINING_KEYS = ("sampling",)
 
 
 class GeneratorRun(NamedTuple):
@@ -35,30 +34,25 @@ class GeneratorRun(NamedTuple):
 
 def genre_model_config(config: dict) -> dict:
     """The config of the poster genre model that `generator.predicted_genres` puts inside the decoder: with a
-    feature map (`encoders.image.pooling: grid`) it is the genre model of the pooled vector, multi_depth."""
+    feature map (`encoders.image.pooling: grid`) it is the genre model of the pooled vector, multi_depth; it reads
+    the picture only (`genre.models.poster.poster_text` off), since the decoder gives it nothing else."""
     if config["encoders"]["image"].get("pooling") == "grid":
-        return with_overrides(config, {"encoders.image.pooling": "multi_depth"})
+        config = with_overrides(config, {"encoders.image.pooling": "multi_depth"})
+    if config["genre"]["models"]["poster"].get("poster_text"):
+        config = with_overrides(config, {"genre.models.poster.poster_text": False})
     return config
 
 
 def run_directory(config: dict) -> Path:
-    """`<genre.runs_dir>/generator-<hash of what shapes the model>`: re-running finds (and resumes) it."""
-    gcfg = {k: v for k, v in config["generator"].items() if k not in NOT_TRAINING_KEYS}
-    if not gcfg.get("predicted_genres"):
-        gcfg.pop("predicted_genres", None)  # off: the runs trained before the key existed keep their folders
-    if not enabled_section(gcfg, "poster_attention"):
-        gcfg.pop("poster_attention", None)  # likewise
-    # The poster features by their cache key (as genre runs): settings that do not change them do not retrain.
-    encoders = {"image": image_cache_key(config["encoders"]["image"]), "bpemb": config["encoders"]["bpemb"]}
-    if enabled_section(gcfg, "poster_text"):
-        encoders["ocr"] = config["encoders"]["ocr"]
-    shaping = {"task": TASK, "seed": config["seed"], "data": identity(config)["data"], "encoders": encoders,
-               "generator": gcfg}
-    if gcfg.get("predicted_genres"):  # the poster genre model inside the decoder, by its run (what shapes it)
+    """`<genre.runs_dir>/generator-<hash of what shapes the model>` (movietitles.naming): re-running finds (and
+    resumes) it. The poster features count by their cache key, as in genre runs."""
+    poster_genre_run = None
+    if config["generator"].get("predicted_genres"):  # the poster genre model inside the decoder, by its run
         from movietitles.models.genre_runs import run_directory as genre_run_directory
 
-        shaping["poster_genre_model"] = genre_run_directory(genre_model_config(config), "poster").name
-    return Path(config["genre"]["runs_dir"]) / f"{TASK}-{config_hash(shaping)}"
+        poster_genre_run = genre_run_directory(genre_model_config(config), "poster").name
+    name = generator_run_name(config, image_cache_key(config["encoders"]["image"]), poster_genre_run)
+    return Path(config["genre"]["runs_dir"]) / name
 
 
 def load_generator_run(run_dir: str | Path) -> GeneratorRun:

@@ -51,7 +51,7 @@ def positive_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
     return np.clip(negatives / np.maximum(positives, 1.0), 1.0, max_weight).astype(np.float32)
 
 
-TITLE_TEXT = "title_text"
+TITLE_TEXT, POSTER_TEXT = "title_text", "poster_text"
 # (name, TextVectorization split, n-gram sizes)
 TEXT_VIEWS = (("word", "whitespace", (1, 2)), ("char", "character", (2, 3, 4, 5)))
 
@@ -92,20 +92,24 @@ class SublinearTfIdf(keras.layers.Layer):
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size}
 
 
-def text_logits(text_input, titles: np.ndarray, n_genres: int, max_tokens: int):
-    """Genre logits from the TF-IDF n-grams of the raw title: one sparse linear layer per view.
+def text_logits(text_input, titles: np.ndarray, n_genres: int, max_tokens: int, prefix: str = "",
+                use_bias: bool = True):
+    """Genre logits from the TF-IDF n-grams of raw text (the title, or the poster's words): one sparse linear
+    layer per view, its layers named `<prefix><view>_...`.
 
-    Each vocabulary keeps the `max_tokens` most frequent n-grams of the training titles.
+    Each vocabulary keeps the `max_tokens` most frequent n-grams of the training texts. Without a bias, an empty
+    text adds nothing.
     """
     logits = []
     for view, split, ngrams in TEXT_VIEWS:
         count = keras.layers.TextVectorization(
             max_tokens=max_tokens, standardize="lower_and_strip_punctuation", split=split, ngrams=ngrams,
-            output_mode="count", sparse=True, name=f"{view}_counts")
+            output_mode="count", sparse=True, name=f"{prefix}{view}_counts")
         count.adapt(titles, batch_size=4096)
-        tfidf = SublinearTfIdf(count.vocabulary_size(), name=f"{view}_tfidf")
+        tfidf = SublinearTfIdf(count.vocabulary_size(), name=f"{prefix}{view}_tfidf")
         tfidf.adapt([count(titles[i:i + 4096]) for i in range(0, len(titles), 4096)])
-        logits.append(keras.layers.Dense(n_genres, name=f"{view}_logits")(tfidf(count(text_input))))
+        logits.append(keras.layers.Dense(n_genres, use_bias=use_bias, name=f"{prefix}{view}_logits")(
+            tfidf(count(text_input))))
     return logits
 
 
@@ -136,17 +140,20 @@ def build_genre_model(
     joint_units: int = 256,
 ) -> keras.Model:
     """`inputs` maps input name → training embeddings (used to adapt the standardisation), or, for
-    `title_text`, the training titles (used to adapt the n-gram vocabularies and IDF weights).
+    `title_text` and `poster_text`, the training titles or poster texts (used to adapt the n-gram vocabularies
+    and IDF weights; the poster text's layers have no bias, so a poster without text adds nothing).
 
     `modality_logits` (several embedding inputs): per-input branches whose genre logits add, plus a joint
     branch of `joint_units` on their Concatenate; all-zero rows of an input (absent) are left out of the
     standardisation's statistics and silence its branch and the joint one."""
     model_inputs, branches, logits = {}, {}, []
     for input_name, train_features in inputs.items():
-        if input_name == TITLE_TEXT:
-            text_input = keras.Input(shape=(), dtype="string", name=TITLE_TEXT)
-            model_inputs[TITLE_TEXT] = text_input
-            logits = text_logits(text_input, np.asarray(train_features, dtype=str), len(genres), text_max_tokens)
+        if input_name in (TITLE_TEXT, POSTER_TEXT):
+            text_input = keras.Input(shape=(), dtype="string", name=input_name)
+            model_inputs[input_name] = text_input
+            poster = input_name == POSTER_TEXT
+            logits += text_logits(text_input, np.asarray(train_features, dtype=str), len(genres), text_max_tokens,
+                                  prefix="poster_" if poster else "", use_bias=not poster)
             continue
         layer_input = keras.Input(shape=(train_features.shape[1],), name=input_name)
         normalise = keras.layers.Normalization(name=f"{input_name}_standardise")

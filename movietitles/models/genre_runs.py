@@ -12,35 +12,34 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from movietitles.config import config_hash, identity
-from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, cache_key
 from movietitles.models.genre import TITLE_TEXT
 from movietitles.io import read_written
+from movietitles.naming import genre_run_name
 
 GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
-# genre.models.title keys of the model that fine-tunes its encoder (movietitles.models.title_task)
-FINETUNE_KEYS = ("finetune_layers", "finetune_learning_rate", "finetune_warm_start")
-# Options whose keys are left out of a run's name while their switch (the first key) is off, so that the runs
-# made before the keys existed keep their names: the fine-tuning title model, the per-modality fusion heads.
-SWITCHED_KEYS = (FINETUNE_KEYS, ("modality_logits", "joint_units"))
 MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
 
 
+def task_inputs(config: dict, task: str) -> tuple[str, ...]:
+    """The cached features a task's model reads: its embeddings, and the poster's OCR text where
+    `genre.models.<task>.poster_text` is on."""
+    if task not in GENRE_TASKS:
+        raise ValueError(f"unknown genre model {task!r}; expected one of {sorted(GENRE_TASKS)}")
+    reads_text = config["genre"]["models"][task].get("poster_text", False)
+    if reads_text and POSTER not in GENRE_TASKS[task]:
+        raise ValueError(f"genre.models.{task}.poster_text: only a model that reads the poster (poster, fusion) "
+                         "reads its text")
+    return GENRE_TASKS[task] + ((POSTER_TEXT,) if reads_text else ())
+
+
 def run_directory(config: dict, task: str) -> Path:
-    """Deterministic in what shapes the model, so re-running a command finds (and resumes) its run."""
-    named = identity(config)  # where runs are kept is not part of their name
-    genre = {k: v for k, v in named["genre"].items() if k != "models"}
-    # The features the task reads, by their cache keys: a new image encoder does not retrain the title
-    # model, and settings that change no feature (batch sizes, input limits) retrain nothing.
-    features = {kind: cache_key(config, kind) for kind in GENRE_TASKS[task]}
-    model = dict(config["genre"]["models"][task])
-    for keys in SWITCHED_KEYS:
-        if not model.get(keys[0]):
-            model = {key: value for key, value in model.items() if key not in keys}
-    shaping = {"task": task, "seed": config["seed"], "data": named["data"], "features": features,
-               "genre": genre, "model": model}
-    return Path(config["genre"]["runs_dir"]) / f"{task}-{config_hash(shaping)}"
+    """Named by what shapes the model (movietitles.naming), so re-running a command finds (and resumes) its run.
+    The features the task reads count by their cache keys: a new image encoder does not retrain the title model,
+    and settings that change no feature (batch sizes, input limits) retrain nothing."""
+    features = {kind: cache_key(config, kind) for kind in task_inputs(config, task)}
+    return Path(config["genre"]["runs_dir"]) / genre_run_name(config, task, features)
 
 
 def finished_run(config: dict, task: str) -> Path:
@@ -75,9 +74,15 @@ def genre_names(run_dir: Path) -> list[str]:
 
 
 def model_inputs(model: keras.Model, features: Features) -> dict[str, np.ndarray]:
-    """What `model` reads, by input name: cached embeddings, and the raw titles for `title_text`."""
+    """What `model` reads, by input name: cached embeddings, the poster's OCR text for `poster_text`, and the raw
+    titles for `title_text`."""
     def column(name):
-        return features.movies["title"].to_numpy(dtype=str) if name == TITLE_TEXT else features.inputs[name]
+        if name == TITLE_TEXT:
+            return features.movies["title"].to_numpy(dtype=str)
+        if name not in features.inputs:
+            raise ValueError(f"the model reads {name!r}, which these features lack (load them with it: "
+                             f"load_split(..., inputs=task_inputs(config, task)))")
+        return features.inputs[name]
 
     return {tensor.name: column(tensor.name) for tensor in model.inputs}
 

@@ -7,7 +7,11 @@ decoding and preprocessing, the image network and the Keras classifier. It uses 
 core and TensorFlow Text ops, which the stock TF Serving model server links in.
 
 Signatures (batch-major, as TF Serving wants):
-  serving_default: `title` string [B] and/or `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP).
+  serving_default: `title` string [B] and/or `poster` string [B] (encoded JPEG/PNG/GIF/BMP/WebP), and for a
+                   model that reads the poster's words (`genre.models.<task>.poster_text`) `poster_text` string [B]:
+                   TF Serving has no OCR, so the caller reads them first, as `predict` does
+                   (`movietitles.features.poster_files.read_poster_words` with the settings the export keeps in
+                   its `poster_text_reader` variable, JSON): the lines' text, largest lettering first; "" for none.
                    Titles in the form the models were trained on, which the graph does not change: cleaned as
                    `data prepare` cleans MovieLens titles ("Brave, The (1997)" -> "The Brave": the article in
                    front, no year, no alternative titles; `movietitles.data.titles.clean_title`, which `predict`
@@ -16,27 +20,30 @@ Signatures (batch-major, as TF Serving wants):
                    or is over the encoder's max_bytes / max_pixels, fails the request (InvalidArgument,
                    naming its index: "title 3 ...", "poster 2 ..."); the model serves the next one.
   embeddings:      `title_embedding` float32 [B, Dt] and/or `poster_embedding` float32 [B, Dp]
-                   (and `title_text` string [B], the raw titles, for a classifier with a title n-gram channel);
+                   (and `title_text` string [B], the raw titles, for a classifier with a title n-gram channel;
+                   `poster_text` string [B] for one that reads the poster's words);
                    not exported for a title model that holds its own encoder (`genre.models.title.finetune_layers`)
   both return      `probabilities` float32 [B, G], `predicted` int32 [B, G] (score >= the genre's
                    tuned threshold) and `genres` string [B] (the predicted genre names joined by "|").
 The restored object also has `genre_names` and `thresholds` variables (G genres, in column order) and,
-with a poster input, `max_poster_bytes` and `max_poster_pixels`.
+with a poster input, `max_poster_bytes` and `max_poster_pixels`; reading poster text, `poster_text_reader`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from movietitles.data.download import IMAGE_MAGIC, JPEG_MAGIC, PNG_MAGIC
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.io import directory_in_progress
-from movietitles.models.genre import TITLE_TEXT
+from movietitles.models.genre import POSTER_TEXT, TITLE_TEXT
 from movietitles.models.genre_runs import GENRE_TASKS, finished_run, genre_names, load_genre_run
 
 log = logging.getLogger(__name__)
@@ -158,18 +165,27 @@ class GenreServingModule(tf.Module):
     """A trained genre classifier with its encoders in front; see the module docstring."""
 
     def __init__(self, classifier, genres: list[str], thresholds: np.ndarray, text_encoder=None,
-                 image_encoder=None):
+                 image_encoder=None, poster_text_reader: dict | None = None):
+        """`poster_text_reader`: the `encoders.ocr` settings whose text a classifier reading `poster_text` was
+        trained on (kept in the export for its callers)."""
         super().__init__(name="genre_serving")
         names = [t.name for t in classifier.inputs]
-        unknown = set(names) - {TITLE, POSTER, TITLE_TEXT}
+        unknown = set(names) - {TITLE, POSTER, TITLE_TEXT, POSTER_TEXT}
         if unknown:
             raise ValueError(f"the classifier has input(s) {sorted(unknown)}; expected {TITLE!r} and/or {POSTER!r} "
-                             f"(and {TITLE_TEXT!r})")
-        self.embedding_dims = {t.name: int(t.shape[-1]) for t in classifier.inputs if t.name != TITLE_TEXT}
+                             f"(and {TITLE_TEXT!r}, {POSTER_TEXT!r})")
+        self.embedding_dims = {t.name: int(t.shape[-1]) for t in classifier.inputs
+                               if t.name not in (TITLE_TEXT, POSTER_TEXT)}
         self.input_names = list(self.embedding_dims)
         # The classifier's n-gram channel reads the raw titles themselves; a title model that holds its own
         # encoder (movietitles.models.title_task) reads nothing else.
         self.reads_title_text = TITLE_TEXT in names
+        self.reads_poster_text = POSTER_TEXT in names
+        if self.reads_poster_text:
+            if poster_text_reader is None:
+                raise ValueError("the classifier reads the poster's text: give the poster_text_reader settings")
+            self.poster_text_reader = tf.Variable(json.dumps(poster_text_reader, sort_keys=True), trainable=False,
+                                                  dtype=tf.string, name="poster_text_reader")
         self.raw_names = self.input_names or [TITLE]
         if len(genres) != len(thresholds) or len(genres) != classifier.output_shape[-1]:
             raise ValueError(f"{len(genres)} genres, {len(thresholds)} thresholds and "
@@ -195,12 +211,14 @@ class GenreServingModule(tf.Module):
                                                 name="max_poster_bytes")
             self.max_poster_pixels = tf.Variable(image_encoder.max_pixels, trainable=False, dtype=tf.int64,
                                                  name="max_poster_pixels")
-        raw_spec = {name: tf.TensorSpec([None], tf.string, name=name) for name in self.raw_names}
+        raw_spec = {name: tf.TensorSpec([None], tf.string, name=name)
+                    for name in self.raw_names + ([POSTER_TEXT] if self.reads_poster_text else [])}
         embedding_spec = {f"{name}_embedding": tf.TensorSpec([None, self.embedding_dims[name]], tf.float32,
                                                              name=f"{name}_embedding")
                           for name in self.input_names}
-        if self.reads_title_text:
-            embedding_spec[TITLE_TEXT] = tf.TensorSpec([None], tf.string, name=TITLE_TEXT)
+        for name in (TITLE_TEXT, POSTER_TEXT):
+            if name in names:
+                embedding_spec[name] = tf.TensorSpec([None], tf.string, name=name)
         self.serve = tf.function(self._serve, input_signature=[raw_spec])
         self.serve_embeddings = tf.function(self._serve_embeddings, input_signature=[embedding_spec])
 
@@ -211,22 +229,26 @@ class GenreServingModule(tf.Module):
 
     def _serve(self, inputs):
         checks = []
-        if len(inputs) > 1:
+        first, *others = given = [name for name in (TITLE, POSTER, POSTER_TEXT) if name in inputs]
+        for name in others:
             checks.append(tf.debugging.assert_equal(
-                tf.shape(inputs[TITLE])[0], tf.shape(inputs[POSTER])[0],
-                message="title and poster must hold the same number of movies"))
+                tf.shape(inputs[first])[0], tf.shape(inputs[name])[0],
+                message=f"{' and '.join(given)} must hold the same number of movies"))
         with tf.control_dependencies(checks):
             features = {name: self._embed(name, values) for name, values in inputs.items()
                         if name in self.input_names}
             if self.reads_title_text:
                 features[TITLE_TEXT] = inputs[TITLE]
+            if self.reads_poster_text:
+                features[POSTER_TEXT] = inputs[POSTER_TEXT]
             # Titles are checked where they are embedded; a model holding its encoder gets them checked here.
             return self._classify(features, check_title_text=self.reads_title_text and TITLE not in self.input_names)
 
     def _serve_embeddings(self, inputs):
         features = {name: inputs[f"{name}_embedding"] for name in self.input_names}
-        if self.reads_title_text:
-            features[TITLE_TEXT] = inputs[TITLE_TEXT]
+        for name in (TITLE_TEXT, POSTER_TEXT):
+            if name in inputs:
+                features[name] = inputs[name]
         # Raw titles arriving here are checked like those of serving_default (checked there when embedded).
         return self._classify(features, check_title_text=self.reads_title_text)
 
@@ -267,6 +289,7 @@ def example_poster(height: int = 180, width: int = 120, seed: int = 0) -> bytes:
 
 
 WARMUP_TITLES = ("The Silent Garden", "Midnight Express to Nowhere", "Ânge d'été")
+WARMUP_POSTER_TEXT = ("THE SILENT GARDEN coming soon", "", "MIDNIGHT EXPRESS TO NOWHERE from the director of")
 
 
 def warmup_inputs(module: GenreServingModule) -> list[tuple[str, dict[str, np.ndarray]]]:
@@ -275,13 +298,18 @@ def warmup_inputs(module: GenreServingModule) -> list[tuple[str, dict[str, np.nd
     for batch in (1, len(WARMUP_TITLES)):
         raw = {TITLE: np.array(WARMUP_TITLES[:batch], dtype=object),
                POSTER: np.array([example_poster(seed=i) for i in range(batch)], dtype=object)}
-        requests.append((SIGNATURE_RAW, {name: raw[name] for name in module.raw_names}))
+        if module.reads_poster_text:
+            raw[POSTER_TEXT] = np.array(WARMUP_POSTER_TEXT[:batch], dtype=object)
+        requests.append((SIGNATURE_RAW, {name: raw[name] for name in module.raw_names
+                                         + ([POSTER_TEXT] if module.reads_poster_text else [])}))
     if not module.input_names:
         return requests
     embeddings = {f"{name}_embedding": np.random.default_rng(0).normal(size=(2, dim)).astype(np.float32)
                   for name, dim in module.embedding_dims.items()}
     if module.reads_title_text:
         embeddings[TITLE_TEXT] = np.array(WARMUP_TITLES[:2], dtype=object)
+    if module.reads_poster_text:
+        embeddings[POSTER_TEXT] = np.array(WARMUP_POSTER_TEXT[:2], dtype=object)
     requests.append((SIGNATURE_EMBEDDINGS, embeddings))
     return requests
 
@@ -328,7 +356,11 @@ def save_new_version(module: tf.Module, model_dir: str | Path, model_name: str, 
 
 def build_serving_module(run_dir: Path, text_encoder=None, image_encoder=None) -> GenreServingModule:
     classifier, thresholds, _ = load_genre_run(Path(run_dir))
-    return GenreServingModule(classifier, genre_names(run_dir), thresholds, text_encoder, image_encoder)
+    reader = None
+    if POSTER_TEXT in [t.name for t in classifier.inputs]:  # the OCR settings of the text it was trained on
+        reader = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))["encoders"]["ocr"]
+    return GenreServingModule(classifier, genre_names(run_dir), thresholds, text_encoder, image_encoder,
+                              poster_text_reader=reader)
 
 
 def export_genre_models(config: dict, tasks=tuple(GENRE_TASKS), out_dir: str | Path = "saved_models",

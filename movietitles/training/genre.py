@@ -4,6 +4,10 @@ A run lives in `saved_models/runs/<task>-<config hash>/`: the same command with 
 resumes an interrupted run from its last epoch and skips a finished one. The run keeps the
 config it used, the best model by validation macro-F1, per-genre thresholds tuned on
 validation, and its TensorBoard logs.
+
+`train_genre_model` finds the run or trains it: an ensemble (`train_ensemble`: its members, then their average)
+or one model (`train_one_model`: data, model, training loop, thresholds, logs, summary; a title model that
+fine-tunes its encoder first trains the frozen one it starts from, `warm_start_model`).
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ import numpy as np
 
 from movietitles.config import with_overrides, write_config
 from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
-from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
 from movietitles.models.genre_runs import (
-    GENRE_TASKS, MODEL_FILE, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, model_inputs, predict_scores,
-    run_directory)
+    MODEL_FILE, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, model_inputs, predict_scores, run_directory,
+    task_inputs)
 from movietitles.tensorboard_logs import log_genre_run
 from movietitles.training.distribute import is_chief, make_strategy
 from movietitles.training.loop import check_monitor, train_loop
@@ -36,8 +40,9 @@ log = logging.getLogger(__name__)
 
 def evaluation_features(config: dict, split: str, task: str) -> Features:
     """Validation and test rows are the same movies for every model: labelled, with a poster."""
-    features = load_split(config, split, (TITLE, POSTER))
-    features.inputs = {name: features.inputs[name] for name in GENRE_TASKS[task]}
+    kinds = task_inputs(config, task)
+    features = load_split(config, split, (TITLE, POSTER, *kinds))
+    features.inputs = {name: features.inputs[name] for name in kinds}
     return features
 
 
@@ -49,39 +54,58 @@ def example_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
 
 
 def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = False) -> Path:
-    """`strategy`: a tf.distribute strategy (made with make_strategy before any other TF work), or None.
+    """The task's trained model of this config: found, resumed or trained. `strategy`: a tf.distribute strategy
+    (made with make_strategy before any other TF work), or None.
 
-    With `genre.models.<task>.ensemble: N` > 1, trains N members (seeds seed, seed+1, ...; each an ordinary run of
-    its own) and saves their average as this run's model, so that it evaluates and exports as one.
+    With `genre.models.<task>.ensemble: N` > 1, the run is an ensemble (`train_ensemble`); otherwise one model
+    (`train_one_model`).
     """
-    gcfg = config["genre"]
-    check_monitor(gcfg["monitor"])
+    check_monitor(config["genre"]["monitor"])
     run_dir = run_directory(config, task)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     if (run_dir / SUMMARY_FILE).exists():
         log.info("%s model already trained in %s (use --fresh to retrain)", task, run_dir)
         return run_dir
-    ensemble_size = gcfg["models"][task].get("ensemble", 1)
-    if ensemble_size > 1:
-        members = [train_genre_model(with_overrides(config, {"seed": config["seed"] + k,
-                                                             f"genre.models.{task}.ensemble": 1}), task, strategy, fresh)
-                   for k in range(ensemble_size)]
-        return _average_members(config, task, run_dir, members) if is_chief() else run_dir
+    size = config["genre"]["models"][task].get("ensemble", 1)
+    if size > 1:
+        return train_ensemble(config, task, size, strategy, fresh)
+    return train_one_model(config, task, run_dir, strategy)
+
+
+def train_ensemble(config: dict, task: str, size: int, strategy=None, fresh: bool = False) -> Path:
+    """`size` members (seeds seed, seed+1, ...; each an ordinary run of its own), then their average saved as this
+    run's model, so that it evaluates and exports as one."""
+    members = [train_genre_model(with_overrides(config, {"seed": config["seed"] + k,
+                                                         f"genre.models.{task}.ensemble": 1}), task, strategy, fresh)
+               for k in range(size)]
+    run_dir = run_directory(config, task)
+    return _average_members(config, task, run_dir, members) if is_chief() else run_dir
+
+
+def warm_start_model(config: dict, task: str, strategy=None) -> keras.Model:
+    """The same task's model on the frozen encoder's embeddings (finetune_layers 0), trained first when missing:
+    where a fine-tuning title model starts (`finetune_warm_start`)."""
+    frozen = with_overrides(config, {f"genre.models.{task}.finetune_layers": 0})
+    return load_genre_run(train_genre_model(frozen, task, strategy))[0]
+
+
+def train_one_model(config: dict, task: str, run_dir: Path, strategy=None) -> Path:
+    """One Keras model: built on the training split's features (or, fine-tuning its title encoder, the title task of
+    `training.title_task`), trained with early stopping on validation, saved with its thresholds, logs and summary."""
+    gcfg = config["genre"]
     architecture = dict(gcfg["models"][task])
     text_channel = architecture.pop("text_channel", False)
     architecture.pop("ensemble", None)
+    architecture.pop("poster_text", None)  # read from the features: task_inputs
     finetune = pop_finetune_settings(config, architecture)  # checked before any work
-    warm_start = None
-    if finetune and finetune.get("finetune_warm_start"):  # the title model on frozen embeddings comes first
-        frozen = with_overrides(config, {f"genre.models.{task}.finetune_layers": 0})
-        warm_start = load_genre_run(train_genre_model(frozen, task, strategy))[0]
+    warm_start = warm_start_model(config, task, strategy) if finetune and finetune.get("finetune_warm_start") else None
     out_dir = run_dir if is_chief() else run_dir / "workers" / str(os.getpid())
     keras.utils.set_random_seed(config["seed"])
 
     # The title corpus (title-only movies) trains the title model, and a fusion model that can do without a poster.
     corpus = gcfg["title_corpus"] and (task == "title" or architecture.get("modality_logits", False))
-    train = load_split(config, "train", GENRE_TASKS[task], require_poster=not corpus)
+    train = load_split(config, "train", task_inputs(config, task), require_poster=not corpus)
     val = evaluation_features(config, "validation", task)
     log.info("%s model: %d training movies, %d validation movies", task, len(train), len(val))
 
@@ -121,7 +145,8 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     scores = predict_scores(model, model_inputs(model, val))
     thresholds = save_thresholds(out_dir, val, scores, gcfg["thresholds"])
     log_genre_run(out_dir / "logs", config, task, val.movies, val.labels, scores, thresholds, train.genres,
-                  val.inputs, best_epoch=max(result.best_epoch, 0))
+                  {name: v for name, v in val.inputs.items() if name != POSTER_TEXT},  # embeddings only
+                  best_epoch=max(result.best_epoch, 0))
     summary = {
         "task": task,
         "inputs": [tensor.name for tensor in model.inputs],

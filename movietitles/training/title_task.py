@@ -23,8 +23,8 @@ from movietitles.encoders.bert_export import (
 from movietitles.encoders.text import FINETUNE_POOLINGS, finetune_settings
 from movietitles.features.pipeline import Features
 from movietitles.models.genre import TITLE_TEXT
-from movietitles.models.genre_runs import FINETUNE_KEYS
 from movietitles.models.title_task import MASK, STATES, TitleTask, TitleTokenIds, build_title_task
+from movietitles.naming import FINETUNE_KEYS
 from movietitles.training.text_finetune import TokenStates, frozen_states
 
 log = logging.getLogger(__name__)
