@@ -18,7 +18,6 @@ Beside metrics.json, predictions.csv holds every row's probabilities and predict
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -27,25 +26,19 @@ from pathlib import Path
 import numpy as np
 
 from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
-from movietitles.config import config_from_args, with_overrides, write_config
+from movietitles.config import config_from_args, with_overrides
 from movietitles.log import setup_logging
 from movietitles.evaluation import baselines, comparisons, late_fusion, poster_words
 from movietitles.evaluation.bootstrap import Bootstrap
+from movietitles.evaluation.genre_report import GenreEvaluation, write_genre_evaluation
 from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
-from movietitles.evaluation.html_report import gallery_records, write_html_report
-from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
-from movietitles.evaluation.predictions import predictions_table, write_predictions
-from movietitles.evaluation.report import write_report
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
 from movietitles.encoders.text import finetune_settings
 from movietitles.features.ensure import ensure_features
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, load_split
-from movietitles.io import atomic_write_text
-from movietitles.markdown import markdown_table
 from movietitles.naming import evaluation_name
-from movietitles.tensorboard_logs import log_evaluation
 from movietitles.models.genre_runs import (
     GENRE_TASKS, SUMMARY_FILE, finished_run, load_genre_run, model_inputs, predict_scores, run_directory,
     task_inputs)
@@ -81,16 +74,6 @@ def modality(row: str) -> str | None:
     return comparisons.TITLE if "title" in row.lower() else comparisons.POSTER
 
 
-def strategy_section(strategies: dict[str, dict[str, dict]]) -> str:
-    """Markdown: each row's validation macro/micro-F1 under each threshold strategy, out-of-sample."""
-    rows = [[row, *(f"{by[s]['macro_f1']:.3f} / {by[s]['micro_f1']:.3f}" for s in STRATEGIES)]
-            for row, by in strategies.items()]
-    return "\n".join(["## Threshold strategies (validation, out-of-sample)", "",
-                      "Macro-F1 / micro-F1 of thresholds tuned on one half of the validation movies and scored on "
-                      "the other (mean of random halvings). The configured strategy is chosen on this table, "
-                      "never on test.", "", markdown_table(["Model", *STRATEGIES], rows)])
-
-
 def model_rows(config: dict) -> dict[str, str]:
     """Each genre task's row name under `config`: MODEL_ROWS, or WORDS_MODEL_ROWS for a model reading poster text."""
     return {task: WORDS_MODEL_ROWS[task] if POSTER_TEXT in task_inputs(config, task) else row
@@ -114,7 +97,19 @@ def evaluation_directory(config: dict, data_root: str | None = None, keep_overla
 
 
 def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> Path:
+    """The genre evaluation of `config`'s trained models on its test split (or every film of `data_root`),
+    computed, then written to its folder (returned)."""
     started = time.perf_counter()
+    evaluation = compute_genre_evaluation(config, data_root, keep_overlap)
+    run_dir = evaluation_directory(config, data_root, keep_overlap)
+    write_genre_evaluation(evaluation, run_dir, seconds=time.perf_counter() - started)
+    log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)
+    return run_dir
+
+
+def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> GenreEvaluation:
+    """Every row's validation and test scores, thresholds fitted on validation, test metrics with bootstrap
+    intervals, the paired comparisons and the answer; nothing is written."""
     gcfg = config["genre"]
     threshold_cfg = gcfg["thresholds"]
     rows = model_rows(config)
@@ -228,48 +223,12 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     reading = {rows[task]: row for task, row in WITHOUT_WORDS_ROWS.items() if row in runs}
     answer += poster_words.model_answer_lines(boot, results, reading)
 
-    run_dir = evaluation_directory(config, data_root, keep_overlap)
-    write_config(config, run_dir)
-    notes = {
-        "test set": f"{len(test)} movies: {test_description}",
-        "intervals": f"95% percentile bootstrap over the test movies, {boot.n_resamples} resamples shared by "
-                     "every row (so differences are paired); p-values are two-sided bootstrap p-values",
-        "thresholds": f"per genre, fitted on the validation split only (strategy {threshold_cfg['strategy']!r}); "
-                      "rows marked @0.5 use a fixed 0.5",
-        "validation macro-F1 (out-of-sample)": {
-            row: round(v["macro_f1"], 4) for row, v in validation.items()},
-        "headline fusion row": f"{headline}, the fusion row with the best out-of-sample validation macro-F1",
-        "late fusion": "mean, product and max of the title and poster models' scores, each normalised so that "
-                       "P(g) + P(not g) = 1; union and intersection of their predicted sets; learned: per-genre "
-                       "logistic regression on both models' logits, fitted on validation (out-of-fold there)",
-        "data each model saw": saw,
-        **({"films the training split already holds": overlap} if overlap else {}),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    write_report(run_dir, results, len(test), notes=notes, comparisons=paired, answer=answer,
-                 extra={"bootstrap": {"resamples": boot.n_resamples, "level": boot.level, "seed": config["seed"]},
-                        "validation_out_of_sample": validation, "threshold_strategies": strategies,
-                        "headline_fusion_row": headline},
-                 sections=[strategy_section(strategies)])
-    payload = json.loads((run_dir / "metrics.json").read_text())
-    main = [title, poster, headline, rows["fusion"]]
-    plots = {"Per-genre F1 (test)": plot_per_genre_f1({row: results[row] for row in order if "@0.5" not in row},
-                                                      run_dir / "per_genre_f1.png"),
-             "Per-genre F1 of the main models, 95% intervals": plot_main_rows_f1(
-                 payload["models"], run_dir / "per_genre_f1_main.png", list(dict.fromkeys(main))),
-             "Micro-averaged precision-recall (test)": plot_pr_curves(
-                 test.labels, {r: test_scores[r] for r in order if r in test_scores}, run_dir / "pr_curves.png", top=3)}
-    gallery = gallery_records(test.movies, test.labels, {r: test_scores[r] for r in dict.fromkeys(main)}, predictions,
-                              genres, main_row=headline, seed=config["seed"])
-    write_html_report(run_dir, payload, plots, gallery, "Genre prediction results")
-    log_evaluation(run_dir, config, test.labels, test_scores, results, genres, test_description,
-                   {row: None if data_root else run for row, run in runs.items()})
-    row_scores = {**test_scores, **{row: test_scores[row.removesuffix(" @0.5")] for row in fixed_rows}}
-    write_predictions(run_dir, predictions_table(test.movies, test.labels, genres, order, predictions, row_scores))
-    atomic_write_text(run_dir / "thresholds.json", json.dumps(
-        {row: dict(zip(genres, map(float, t))) for row, t in thresholds.items()}, indent=2))
-    log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)
-    return run_dir
+    return GenreEvaluation(
+        config=config, data_root=data_root, genres=genres, test=test, test_description=test_description,
+        overlap=overlap, runs=runs, saw=saw, order=order, main_rows=[title, poster, headline, rows["fusion"]],
+        headline=headline, test_scores=test_scores, predictions=predictions, fixed_rows=list(fixed_rows),
+        thresholds=thresholds, results=results, validation=validation, strategies=strategies, comparisons=paired,
+        answer=answer, bootstrap=boot)
 
 
 @entry_point

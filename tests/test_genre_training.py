@@ -342,3 +342,21 @@ def test_the_main_job_ends_with_its_validation_scores_and_next_steps(tiny_config
     assert out[start + 3] == "next (with this job's --config/--set options):"
     assert out[start + 4].startswith("  python -m movietitles.evaluate   # the test split")
     assert "python -m movietitles.export" in out[start + 5] and "tensorboard --logdir" in out[start + 6]
+
+
+def test_the_evaluation_is_computed_apart_from_its_files(tiny_config, trained, tmp_path):
+    """`compute_genre_evaluation` writes nothing; `write_genre_evaluation` renders what it computed."""
+    from movietitles.evaluate import compute_genre_evaluation, evaluation_directory
+    from movietitles.evaluation.genre_report import write_genre_evaluation
+
+    config = with_overrides(tiny_config, {"evaluation.bootstrap_resamples": 99})
+    result = compute_genre_evaluation(config)
+    assert not evaluation_directory(config).exists()
+    assert set(MODEL_ROWS.values()) <= set(result.order) and result.headline in result.order
+    assert result.bootstrap.n_resamples == 99
+    write_genre_evaluation(result, tmp_path / "evaluation", seconds=1.5)
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["headline_fusion_row"] == result.headline and metrics["answer"] == result.answer
+    for row in result.order:
+        assert metrics["models"][row]["macro_f1"] == pytest.approx(result.results[row]["macro_f1"], abs=1e-12)
+    assert metrics["notes"]["seconds"] == 1.5
