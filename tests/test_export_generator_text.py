@@ -33,7 +33,8 @@ work = Path(sys.argv[1])
 args = json.loads((work / "args.json").read_text())
 model = tf.saved_model.load(args["version_dir"])
 signature = model.signatures["serving_default"]
-results = {"inputs": sorted(signature.structured_input_signature[1])}
+results = {"inputs": sorted(signature.structured_input_signature[1]),
+           "reader": json.loads(model.poster_text_reader.numpy())}
 posters = [Path(p).read_bytes() for p in args["posters"]]
 out = signature(poster=tf.constant(posters), poster_text=tf.constant(args["texts"]),
                 temperature=tf.fill([len(posters)], args["temperature"]), seed=tf.constant(args["seed"], tf.int64))
@@ -116,6 +117,9 @@ def test_the_export_reads_the_text_and_gives_the_titles_generate_gives(run, text
     results = json.loads((work / "results.json").read_text())
 
     assert results["inputs"] == ["poster", "poster_text", "seed", "temperature"]
+    # The export says how to read the words it takes: the same text as the run's own settings read.
+    assert results["reader"]["encoders"]["ocr"] == run.config["encoders"]["ocr"]
+    assert read_poster_text(results["reader"], poster_files) == texts
     assert results["titles"] == expected
     assert all(len(row) == N and all(row) for row in results["titles"])  # the poster without text gets titles too
     assert "poster and poster_text must hold the same number of movies" in results["fewer_texts"]

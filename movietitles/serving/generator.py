@@ -13,7 +13,8 @@ Signature `serving_default` (batch-major):
            max_pixels), `temperature` float32 [B] (in [1e-4, 100], per poster), `poster_text` string [B] only
            for a decoder that reads poster text (the words OCR read on each poster, as
            `movietitles.features.poster_files.read_poster_text` gives them: largest lettering first; ""
-           for a poster without text; TF Serving has no OCR, so the client reads them), `genres` float32
+           for a poster without text; TF Serving has no OCR, so the client reads them: the export keeps the
+           settings to read them with in `poster_text_reader`, JSON that `read_poster_text` takes), `genres` float32
            [B, G] only for a decoder trained with genres, and `seed` int64 scalar, optional (the
            signature's default is -1): a seed >= 0 gives the titles that `generate --seed` gives for
            the same posters (in the same order) and temperature; a negative one draws a fresh seed.
@@ -22,11 +23,13 @@ Signature `serving_default` (batch-major):
   outputs  `titles` string [B, n]: n independent top-p samples per poster, as BPEmb writes text
            (lowercase, digits as 0); `token_ids` int32 [B, n, max_len]: their subword ids, then </s>
            and PAD (a title without </s> used all max_len subwords).
-The restored object also has `num_titles`, `max_len`, `top_p` and (with genres) `genre_names`.
+The restored object also has `num_titles`, `max_len`, `top_p`, (with genres) `genre_names` and (reading poster
+text) `poster_text_reader`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -59,7 +62,10 @@ class GeneratorServingModule(tf.Module):
     """
 
     def __init__(self, decoder: keras.Model, tokenizer: TitleTokenizer, image_encoder, genre_names=None,
-                 n: int = 5, p: float = 0.9, poster_text_tokens: int | None = None):
+                 n: int = 5, p: float = 0.9, poster_text_tokens: int | None = None,
+                 poster_text_reader: dict | None = None):
+        """`poster_text_reader`: for a decoder reading poster text, the settings its text was read with
+        (`{"encoders": {"ocr": ...}, "generator": {"poster_text": ...}}` of its run), kept in the export."""
         super().__init__(name="title_generator_serving")
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n (titles per poster) must be a positive integer, got {n!r}")
@@ -92,6 +98,9 @@ class GeneratorServingModule(tf.Module):
             raise ValueError("this title decoder reads poster text: give poster_text_tokens "
                              "(generator.poster_text.max_tokens of its run)")
         self._text_tokens = int(poster_text_tokens or 0)
+        if self.reads_text and poster_text_reader is not None:
+            self.poster_text_reader = tf.Variable(json.dumps(poster_text_reader, sort_keys=True), trainable=False,
+                                                  dtype=tf.string, name="poster_text_reader")
         self._bos, self._pad = tokenizer.bos_id, tokenizer.pad_id
 
         self._n, self._max_len = n, tokenizer.max_len
@@ -228,8 +237,11 @@ def export_title_generator(config: dict, out_dir: str | Path = "saved_models", i
                          f"trained with ({image_cache_key(image_cfg)})")
     sampling = sampling_settings(config["generator"]["sampling"], {"n": n})
     text_tokens = (run.config["generator"].get("poster_text") or {}).get("max_tokens")
+    reader = {"encoders": {"ocr": run.config["encoders"]["ocr"]},
+              "generator": {"poster_text": run.config["generator"].get("poster_text")}}
     module = GeneratorServingModule(run.model, run.tokenizer, image_encoder, run.config["data"]["genres"],
-                                    n=sampling["n"], p=float(sampling["p"]), poster_text_tokens=text_tokens)
+                                    n=sampling["n"], p=float(sampling["p"]), poster_text_tokens=text_tokens,
+                                    poster_text_reader=reader)
     version_dir = save_new_version(module, Path(out_dir) / MODEL_NAME, MODEL_NAME, warmup_inputs(module))
     log.info("title generator (%s) exported to %s", run.run_dir, version_dir)
     return version_dir
