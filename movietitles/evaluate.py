@@ -41,7 +41,7 @@ from movietitles.features.pipeline import Features, load_split
 from movietitles.naming import evaluation_name
 from movietitles.models.genre_runs import (
     GENRE_TASKS, SUMMARY_FILE, finished_run, load_genre_run, model_inputs, predict_scores, run_directory,
-    task_inputs)
+    task_inputs, without_poster_text)
 
 log = logging.getLogger("movietitles.evaluate")
 
@@ -85,7 +85,7 @@ def without_words_runs(config: dict) -> dict[str, Path]:
     runs = {}
     for task, row in WITHOUT_WORDS_ROWS.items():
         if POSTER_TEXT in task_inputs(config, task):
-            run_dir = run_directory(with_overrides(config, {f"genre.models.{task}.poster_text": False}), task)
+            run_dir = run_directory(without_poster_text(config, task), task)
             if (run_dir / SUMMARY_FILE).exists():
                 runs[row] = run_dir
     return runs

@@ -17,7 +17,7 @@ from movietitles.encoders.text import finetune_settings
 from movietitles.features.ensure import ensure_features, ensure_prepared
 from movietitles.features.extract import POSTER_TEXT, TITLE
 from movietitles.log import setup_logging
-from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE, run_directory, task_inputs
+from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE, run_directory, task_inputs, without_poster_text
 from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.generator import train_generator
 from movietitles.training.genre import train_genre_model
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.task == "genres":  # the evaluation compares each model reading poster words with the same without them
         for task in tasks:
             if POSTER_TEXT in task_inputs(config, task):
-                without = with_overrides(config, {f"genre.models.{task}.poster_text": False})
-                print(f"{task} model without poster words: {train_genre_model(without, task, strategy, args.fresh)}")
+                without = train_genre_model(without_poster_text(config, task), task, strategy, args.fresh)
+                print(f"{task} model without poster words: {without}")
     if args.task == "genres" and config["genre"]["title_corpus"]:
         # The control row of the evaluation: the title model on the movies the poster model sees.
         if finetune_settings(config["encoders"]["text"]) is not None:

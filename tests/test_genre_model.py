@@ -73,7 +73,7 @@ def test_the_poster_text_channel_learns_genres_from_the_words_and_adds_nothing_f
     """Where only the poster's words carry the genres (the picture is noise), a model reading them learns them."""
     from sklearn.metrics import average_precision_score
 
-    from movietitles.models.genre import POSTER_TEXT
+    from movietitles.features.extract import POSTER_TEXT
 
     rng = np.random.default_rng(0)
     genres = ["Horror", "Comedy", "Western", "Romance"]

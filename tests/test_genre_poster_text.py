@@ -17,7 +17,7 @@ from movietitles.config import with_overrides, write_config
 from movietitles.evaluate import WITHOUT_WORDS_ROWS, WORDS_MODEL_ROWS, evaluate_genres, model_scores
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import load_split
-from movietitles.models.genre_runs import load_genre_run, run_directory
+from movietitles.models.genre_runs import load_genre_run, run_directory, without_poster_text
 from movietitles.serving.genre import export_genre_models, load_serving_model
 
 READING = ("poster", "fusion")
@@ -76,13 +76,9 @@ def words_runs(words_config, tmp_path_factory):
     return words_config
 
 
-def without_words(config, task):
-    return with_overrides(config, {f"genre.models.{task}.poster_text": False})
-
-
 def test_train_makes_each_reading_model_and_the_same_without_words(words_runs):
     for task in READING:
-        reading, without = run_directory(words_runs, task), run_directory(without_words(words_runs, task), task)
+        reading, without = run_directory(words_runs, task), run_directory(without_poster_text(words_runs, task), task)
         assert reading != without
         assert "poster_text" in load_genre_run(reading)[2]["inputs"]
         assert "poster_text" not in load_genre_run(without)[2]["inputs"]

@@ -28,6 +28,17 @@ def embed_poster_files(image_cfg: dict, paths: Sequence[str | Path]) -> np.ndarr
     return encoder.embed(tf.stack(images))
 
 
+def read_poster_lines(ocr_config: dict, paths: Sequence[str | Path]) -> list[list[dict]]:
+    """The text lines OCR reads on each poster file (`encoders.ocr.PosterTextReader`), its workers closed after."""
+    from movietitles.encoders.ocr import PosterTextReader
+
+    reader = PosterTextReader(ocr_config)
+    try:
+        return reader.read_files(paths)
+    finally:
+        reader.close()
+
+
 def read_poster_text(generator_config: dict, paths: Sequence[str | Path]) -> list[str] | None:
     """The words OCR reads on each poster file, as the one string a text-reading generator (and its export's
     `poster_text` input) takes; None for a generator config that does not read poster text. The files are checked
@@ -36,26 +47,17 @@ def read_poster_text(generator_config: dict, paths: Sequence[str | Path]) -> lis
     text_cfg = generator_config["generator"].get("poster_text") or {}
     if not text_cfg.get("enabled"):
         return None
-    from movietitles.encoders.ocr import PosterTextReader
     from movietitles.generator.data import poster_text_strings
 
-    reader = PosterTextReader(generator_config["encoders"]["ocr"])
-    try:
-        return poster_text_strings(reader.read_files(paths), text_cfg)
-    finally:
-        reader.close()
+    return poster_text_strings(read_poster_lines(generator_config["encoders"]["ocr"], paths), text_cfg)
 
 
 def read_poster_words(ocr_config: dict, paths: Sequence[str | Path]) -> list[str]:
     """The words OCR reads on each poster file as one string (`encoders.ocr.poster_words`: largest lettering
     first), as a genre model reading poster text (and its export's `poster_text` input) takes them."""
-    from movietitles.encoders.ocr import PosterTextReader, poster_words
+    from movietitles.encoders.ocr import poster_words
 
-    reader = PosterTextReader(ocr_config)
-    try:
-        return [poster_words(lines) for lines in reader.read_files(paths)]
-    finally:
-        reader.close()
+    return [poster_words(lines) for lines in read_poster_lines(ocr_config, paths)]
 
 
 def poster_text_of_files(generator_config: dict, tokenizer, paths: Sequence[str | Path]) -> np.ndarray | None:

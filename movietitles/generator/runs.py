@@ -39,7 +39,9 @@ def genre_model_config(config: dict) -> dict:
     if config["encoders"]["image"].get("pooling") == "grid":
         config = with_overrides(config, {"encoders.image.pooling": "multi_depth"})
     if config["genre"]["models"]["poster"].get("poster_text"):
-        config = with_overrides(config, {"genre.models.poster.poster_text": False})
+        from movietitles.models.genre_runs import without_poster_text
+
+        config = without_poster_text(config, "poster")
     return config
 
 

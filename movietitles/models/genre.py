@@ -23,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from movietitles.features.extract import POSTER_TEXT
+
 
 @keras.saving.register_keras_serializable(package="movietitles")
 class WeightedBinaryCrossentropy(keras.losses.Loss):
@@ -51,7 +53,7 @@ def positive_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
     return np.clip(negatives / np.maximum(positives, 1.0), 1.0, max_weight).astype(np.float32)
 
 
-TITLE_TEXT, POSTER_TEXT = "title_text", "poster_text"
+TITLE_TEXT = "title_text"  # the raw title; the poster's words come in as the feature kind POSTER_TEXT
 # (name, TextVectorization split, n-gram sizes)
 TEXT_VIEWS = (("word", "whitespace", (1, 2)), ("char", "character", (2, 3, 4, 5)))
 

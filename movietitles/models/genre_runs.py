@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from movietitles.config import with_overrides
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, cache_key
 from movietitles.models.genre import TITLE_TEXT
@@ -32,6 +33,11 @@ def task_inputs(config: dict, task: str) -> tuple[str, ...]:
         raise ValueError(f"genre.models.{task}.poster_text: only a model that reads the poster (poster, fusion) "
                          "reads its text")
     return GENRE_TASKS[task] + ((POSTER_TEXT,) if reads_text else ())
+
+
+def without_poster_text(config: dict, task: str) -> dict:
+    """`config` with the task's model reading the picture only (`genre.models.<task>.poster_text` off)."""
+    return with_overrides(config, {f"genre.models.{task}.poster_text": False})
 
 
 def run_directory(config: dict, task: str) -> Path:

@@ -41,9 +41,9 @@ import tensorflow as tf
 import yaml
 
 from movietitles.data.download import IMAGE_MAGIC, JPEG_MAGIC, PNG_MAGIC
-from movietitles.features.extract import POSTER, TITLE
+from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.io import directory_in_progress
-from movietitles.models.genre import POSTER_TEXT, TITLE_TEXT
+from movietitles.models.genre import TITLE_TEXT
 from movietitles.models.genre_runs import GENRE_TASKS, finished_run, genre_names, load_genre_run
 
 log = logging.getLogger(__name__)
