@@ -18,11 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import numpy as np  # noqa: E402
 
+from movietitles.artefacts import cache_key, feature_store  # noqa: E402
 from movietitles.config import apply_override, load_config  # noqa: E402
 from movietitles.data.dataset import load_prepared  # noqa: E402
 from movietitles.encoders.ocr import line_height  # noqa: E402
 from movietitles.features.extract import poster_rows  # noqa: E402
-from movietitles.features.pipeline import cache_key, poster_text  # noqa: E402
+from movietitles.features.pipeline import poster_text  # noqa: E402
 from movietitles.features.poster_text_coverage import title_found  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     for item in args.set:
         apply_override(config, item)
     rows = poster_rows(load_prepared(config["data"]["prepared_dir"]).movies)
-    lines_per_poster = poster_text(config, rows["id"].tolist())
+    lines_per_poster = poster_text(feature_store(config), rows["id"].tolist())
     titles = rows["title"].tolist()
     every = sum(map(len, lines_per_poster))
     print(f"{len(rows)} posters, cache {cache_key(config, 'poster_text')}")

@@ -14,12 +14,9 @@ from typing import Any
 import yaml
 
 from movietitles.io import atomic_write_text
+from movietitles.settings import ConfigError, check
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
@@ -32,6 +29,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         merge(config, user, source=str(path))
     for override in overrides or []:
         apply_override(config, override)
+    check(config)
     return config
 
 

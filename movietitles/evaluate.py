@@ -25,23 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
+from movietitles.artefacts import (
+    ensure_features, feature_store, finished_run, run_directory, task_inputs, without_poster_text)
 from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
 from movietitles.config import config_from_args, with_overrides
-from movietitles.log import setup_logging
+from movietitles.encoders.text import finetune_settings
 from movietitles.evaluation import baselines, comparisons, late_fusion, poster_words
 from movietitles.evaluation.bootstrap import Bootstrap
 from movietitles.evaluation.genre_report import GenreEvaluation, write_genre_evaluation
 from movietitles.evaluation.metrics import multilabel_metrics
 from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
-from movietitles.encoders.text import finetune_settings
-from movietitles.features.ensure import ensure_features
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, load_split
+from movietitles.log import setup_logging
+from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE, load_genre_run, model_inputs, predict_scores
 from movietitles.naming import evaluation_name
-from movietitles.models.genre_runs import (
-    GENRE_TASKS, SUMMARY_FILE, finished_run, load_genre_run, model_inputs, predict_scores, run_directory,
-    task_inputs, without_poster_text)
 
 log = logging.getLogger("movietitles.evaluate")
 
@@ -118,7 +117,7 @@ def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_ov
                          "genre.models.poster.poster_text the poster model reads the words itself: set one of the two")
     runs = {rows[task]: finished_run(config, task) for task in GENRE_TASKS}  # before any work
     kinds = tuple(dict.fromkeys(kind for task in GENRE_TASKS for kind in (TITLE, POSTER, *task_inputs(config, task))))
-    val = load_split(config, "validation", kinds)
+    val = load_split(feature_store(config), "validation", kinds)
     test, test_description, overlap = load_target(config, data_root, keep_overlap, kinds)
     if not len(test):
         raise ValueError(f"no labelled movie with a poster to evaluate on ({test_description})")
@@ -152,8 +151,8 @@ def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_ov
         [test_scores[title], test_scores[poster]])
 
     # Baselines, fitted on the training split only.
-    train_both = load_split(config, "train", (TITLE, POSTER))
-    train_titles = load_split(config, "train", (TITLE,), require_poster=not gcfg["title_corpus"])
+    train_both = load_split(feature_store(config), "train", (TITLE, POSTER))
+    train_titles = load_split(feature_store(config), "train", (TITLE,), require_poster=not gcfg["title_corpus"])
     prior = baselines.label_prior_scores(train_both.labels, 1)[0]
     val_scores["baseline: label prior"] = np.tile(prior, (len(val), 1))
     test_scores["baseline: label prior"] = np.tile(prior, (len(test), 1))

@@ -1,25 +1,35 @@
-"""Experiments that train several variants of a model and compare them on the test split: they sit above
-training and evaluation (they train, then evaluate), so neither of those imports the other.
+"""Experiments that compare several variants of a model on the test split: they sit above training and evaluation
+(they train, then evaluate), so neither of those imports the other.
 
-    python -m movietitles.evaluate --task embeddings     # compare_embeddings
-    python -m movietitles.evaluate --task conditioning   # compare_conditioning
+    python -m movietitles.evaluate --task embeddings     # compare_embeddings: the generator's embeddings
+    python -m movietitles.evaluate --task conditioning   # compare_conditioning: how the poster reaches it
+    python benchmarks/genre_ablation.py --variant ...    # compare_genre_variants: trained genre models
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
 
-from movietitles.config import with_overrides, write_config
+import numpy as np
+
+from movietitles.artefacts import finished_run
+from movietitles.config import apply_override, with_overrides, write_config
+from movietitles.evaluation.bootstrap import (
+    percentile_interval, resample_counts, resampled_metrics, two_sided_p_value)
 from movietitles.evaluation.generator_report import (
     condition_perplexities, evaluate_generator, text_table, with_interval)
+from movietitles.evaluation.thresholds import out_of_sample_f1, predict
 from movietitles.evaluation.title_scores import bpemb_coverage
 from movietitles.generator.data import poster_titles
 from movietitles.generator.runs import load_generator_run
 from movietitles.io import atomic_write_text
+from movietitles.models.genre_runs import load_genre_run, model_inputs, predict_scores
 from movietitles.naming import comparison_name
 from movietitles.training.generator import train_generator
+from movietitles.training.genre import evaluation_features
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +124,47 @@ def compare_embeddings(config: dict, names: list[str] | None = None) -> tuple[Pa
     write_config(config, out)
     atomic_write_text(out / "report.md", f"# Embedding comparison (test split)\n\n{table}\n\n{note}\n")
     return out, table
+
+
+def _interval(value: float, values) -> str:
+    lo, hi = percentile_interval(values)
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def compare_genre_variants(config: dict, variants: list[tuple[str, str, list[str]]],
+                           resamples: int = 1000) -> tuple[list[dict], int]:
+    """One row per trained genre model (`variants`: name, task, `--set` overrides of `config`; each run trained
+    already): validation macro/micro-F1 out of sample (how runs are chosen), test macro/micro-F1 with the
+    run's validation thresholds and 95% bootstrap intervals, and the paired difference against the task's first
+    variant (the same resamples of the test movies). Returns the rows and the number of test movies."""
+    rows, first_of_task, counts = [], {}, None
+    for name, task, overrides in variants:
+        variant = copy.deepcopy(config)
+        for override in overrides:
+            apply_override(variant, override)
+        model, thresholds, _ = load_genre_run(finished_run(variant, task))
+        tcfg = variant["genre"]["thresholds"]
+        val, test = (evaluation_features(variant, split, task) for split in ("validation", "test"))
+        oos = out_of_sample_f1(val.labels, predict_scores(model, model_inputs(model, val)), tcfg["strategy"],
+                               tcfg["repeats"], variant["seed"], shrinkage=tcfg["shrinkage"])
+        predicted = predict(predict_scores(model, model_inputs(model, test)), thresholds)
+        counts = resample_counts(len(test), resamples, seed=0) if counts is None else counts
+        point = resampled_metrics(test.labels, predicted, np.ones((1, len(test))))  # the test set itself
+        resampled = resampled_metrics(test.labels, predicted, counts)
+        row = {"variant": name, "validation macro-F1 (oos)": f"{oos['macro_f1']:.3f}",
+               "validation micro-F1 (oos)": f"{oos['micro_f1']:.3f}",
+               "test macro-F1": _interval(point["macro_f1"][0], resampled["macro_f1"]),
+               "test micro-F1": _interval(point["micro_f1"][0], resampled["micro_f1"])}
+        if task in first_of_task:
+            base_point, base = first_of_task[task]
+            for metric in ("macro_f1", "micro_f1"):
+                diff = resampled[metric] - base[metric]
+                lo, hi = percentile_interval(diff)
+                row[f"test {metric.replace('_f1', '-F1')} vs {task} row 1"] = (
+                    f"{point[metric][0] - base_point[metric][0]:+.3f} [{lo:+.3f}, {hi:+.3f}], "
+                    f"p {two_sided_p_value(diff):.3f}")
+        else:
+            first_of_task[task] = (point, resampled)
+        rows.append(row)
+        log.info("%s: %s", name, row)
+    return rows, int(counts.shape[1])

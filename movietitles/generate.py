@@ -17,13 +17,13 @@ from pathlib import Path
 from movietitles.cli import UserError, add_common_arguments, entry_point, warn_deprecated
 from movietitles.config import config_from_args
 from movietitles.data.poster_file import read_poster_file
-from movietitles.encoders.image import size_limits
 from movietitles.features.poster_files import embed_poster_files, read_poster_text
 from movietitles.generator.data import text_ids
 from movietitles.generator.runs import load_generator_run, run_directory
 from movietitles.generator.sampling import (  # noqa: F401 (re-exported for scripts that import them from here)
     MAX_TEMPERATURE, MIN_TEMPERATURE, SAMPLERS, check_temperature, generate_titles, genre_vectors, sample_titles,
     sampling_settings)
+from movietitles.settings import poster_size_limits
 
 
 def serving_request(paths, texts, temperature: float, genres=None, seed: int | None = None) -> dict:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = config_from_args(args)
     genres = [genre_names(args.genres)] * len(args.poster) if args.genres else None
-    max_pixels, max_bytes = size_limits(config["encoders"]["image"])
+    max_pixels, max_bytes = poster_size_limits(config["encoders"]["image"])
     for path in args.poster:  # every poster is checked before any model is loaded
         read_poster_file(path, max_bytes, max_pixels)
     run = load_generator_run(run_directory(config))

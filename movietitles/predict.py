@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from movietitles.cli import UserError, add_common_arguments, entry_point
 from movietitles.data.poster_file import PosterFileError, read_poster_file
 from movietitles.data.titles import clean_title
-from movietitles.encoders.image import DEFAULT_MAX_BYTES, error_reason
+from movietitles.encoders.image import error_reason
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
-from movietitles.cli import UserError, add_common_arguments, entry_point
 from movietitles.serving.genre import SIGNATURE_RAW, latest_version, load_serving_model, serving_name
+from movietitles.settings import DEFAULT_MAX_BYTES
 
 
 class PredictError(UserError):

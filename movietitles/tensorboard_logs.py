@@ -187,37 +187,6 @@ def write_hparams(logdir: str | Path, hparams: Mapping[str, object], metrics: Ma
 
 # --- What each task logs -------------------------------------------------------------------------
 
-def _short(handle: str) -> str:
-    return "/".join(Path(str(handle)).parts[-2:])
-
-
-def genre_hparams(config: dict, task: str) -> dict:
-    """What a researcher compares genre runs by (HParams dashboard)."""
-    gcfg, encoders = config["genre"], config["encoders"]
-    model = gcfg["models"].get(task, {})
-    return {
-        "task": task,
-        "text_encoder": f"{_short(encoders['text']['handle'])} ({encoders['text']['pooling']})",
-        "image_encoder": f"{encoders['image']['name']} ({encoders['image'].get('pooling', 'head')})",
-        "resize": encoders["image"]["resize"],
-        "imbalance": gcfg["imbalance"],
-        "max_pos_weight": gcfg["max_pos_weight"],
-        "title_corpus": gcfg["title_corpus"],
-        "hidden_units": model.get("hidden_units"),
-        "dropout": model.get("dropout"),
-        "text_channel": model.get("text_channel", False),
-        "modality_logits": model.get("modality_logits", False),  # fusion: per-modality logits + a joint branch
-        "ensemble": model.get("ensemble", 1),
-        "finetune_layers": model.get("finetune_layers", 0),  # MiniLM layers the title model fine-tunes itself
-        "learning_rate": gcfg["learning_rate"],
-        "weight_decay": gcfg["weight_decay"],
-        "batch_size": gcfg["batch_size"],
-        "monitor": gcfg["monitor"],
-        "thresholds": gcfg["thresholds"]["strategy"],
-        "seed": config["seed"],
-    }
-
-
 def f1_metrics(prefix: str, labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
     """F1 with the tuned per-genre thresholds (named like the training loop's `val_tuned_macro_f1`) and at 0.5."""
     tuned, fixed = predict(scores, thresholds), predict(scores, 0.5)
@@ -231,19 +200,20 @@ def _genre_list(row: np.ndarray, genres: Sequence[str], scores: np.ndarray | Non
     return ", ".join(names) or "(none)"
 
 
-def log_genre_run(logdir: str | Path, config: dict, task: str, movies, labels: np.ndarray, scores: np.ndarray,
+def log_genre_run(logdir: str | Path, hparams: dict, task: str, movies, labels: np.ndarray, scores: np.ndarray,
                   thresholds: np.ndarray, genres: Sequence[str], inputs: Mapping[str, np.ndarray],
                   best_epoch: int, n_posters: int = 8) -> None:
     """After training: validation PR curves, posters, thresholds, the projector and the HParams session.
 
-    `movies`, `labels`, `scores` and `inputs` are the validation movies, row by row.
+    `hparams`: what the run is compared by (`settings.genre_hparams`); `movies`, `labels`, `scores` and `inputs` are
+    the validation movies, row by row.
     """
     logdir = Path(logdir)
     final = logdir / "validation_final"   # the kept (best) model on the validation split
     about = f"{task} model at its best epoch ({best_epoch + 1}), validation split ({len(labels)} movies)"
     write_pr_curves(final, labels, scores, genres, step=best_epoch, description=about)
     predicted = predict(scores, thresholds)
-    shown = np.sort(np.random.default_rng(config["seed"]).choice(len(labels), min(n_posters, len(labels)),
+    shown = np.sort(np.random.default_rng(hparams["seed"]).choice(len(labels), min(n_posters, len(labels)),
                                                                  replace=False))
     write_posters(final, "posters", movies["poster"].iloc[shown].tolist(),
                   [[movies["title"].iloc[i], f"true: {_genre_list(labels[i], genres)}",
@@ -256,7 +226,7 @@ def log_genre_run(logdir: str | Path, config: dict, task: str, movies, labels: n
         step=best_epoch)
     write_projector(logdir, inputs, movies["title"].tolist(), movies["genres"].tolist(),
                     movies["poster"].tolist(), about="Validation movies; metadata: title, genres; sprite: posters.")
-    write_hparams(logdir, genre_hparams(config, task),
+    write_hparams(logdir, hparams,
                   {**f1_metrics("val", labels, scores, thresholds), "best_epoch": best_epoch + 1},
                   trial_id=logdir.parent.name)
 
@@ -266,18 +236,19 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")
 
 
-def log_evaluation(eval_dir: str | Path, config: dict, labels: np.ndarray, scores: Mapping[str, np.ndarray],
+def log_evaluation(eval_dir: str | Path, hparams: dict, labels: np.ndarray, scores: Mapping[str, np.ndarray],
                    results: Mapping[str, dict], genres: Sequence[str], description: str,
                    genre_rows: Mapping[str, Path | None]) -> None:
     """Test PR curves of every scored row (run `logs/<row>`), an HParams session for each row that is
     not a trained genre model, and the test metrics of each genre model into its own run's session.
 
-    `genre_rows`: row name -> that genre model's run directory (None: evaluated on another dataset,
+    `hparams`: what the runs are compared by (`settings.genre_hparams`); `genre_rows`: row name -> that genre model's
+    run directory (None: evaluated on another dataset,
     whose metrics are not the run's test metrics).
     """
     logdir = Path(eval_dir) / "logs"
     shutil.rmtree(logdir, ignore_errors=True)   # a re-run replaces the evaluation's runs, never adds to them
-    shared = {k: v for k, v in genre_hparams(config, "").items()
+    shared = {k: v for k, v in hparams.items()
               if k in ("text_encoder", "image_encoder", "resize", "thresholds", "seed")}
     for row, row_scores in scores.items():
         write_pr_curves(logdir / slug(row), labels, row_scores, genres, description=f"{row}: {description}")

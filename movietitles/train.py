@@ -11,13 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from movietitles.artefacts import ensure_features, ensure_prepared, run_directory, task_inputs, without_poster_text
 from movietitles.cli import add_common_arguments, entry_point
 from movietitles.config import config_from_args, with_overrides
 from movietitles.encoders.text import finetune_settings
-from movietitles.features.ensure import ensure_features, ensure_prepared
 from movietitles.features.extract import POSTER_TEXT, TITLE
 from movietitles.log import setup_logging
-from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE, run_directory, task_inputs, without_poster_text
+from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE
 from movietitles.training.distribute import STRATEGIES, make_strategy
 from movietitles.training.generator import train_generator
 from movietitles.training.genre import train_genre_model

@@ -1,9 +1,11 @@
 """Shared pytest fixtures."""
 
 import pytest
+from needs import missing
 
 import movietitles  # noqa: F401  before any test imports TensorFlow: the package's oneDNN default applies
-from needs import missing
+from movietitles.artefacts import feature_store
+from movietitles.settings import DataSettings
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +53,8 @@ def tiny_config(tmp_path_factory, minilm_hub_dirs):
         "genre.models.poster.ensemble": 1,  # ensembles have a test of their own
         "genre.models.fusion.ensemble": 1,
     })
-    prepare(config, progress=False)
-    extract_features(config, KINDS)  # the poster text too: the default title generator reads it
+    prepare(DataSettings.from_config(config), progress=False)
+    extract_features(feature_store(config), KINDS)  # the poster text too: the default title generator reads it
     return config
 
 

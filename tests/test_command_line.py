@@ -2,6 +2,7 @@
 (old spellings still work, with a deprecation message), and user errors as one `error:` line, exit 2."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,24 @@ def test_train_refuses_an_unknown_config_key(tmp_path, missing):
     config = write_yaml(tmp_path / "my.yaml", {**missing, "generator": {"sampling": {"temperatur": 1.0}}})
     line = error_line(run("movietitles.train", "--task", "poster", "--config", str(config)))
     assert "unknown key 'generator.sampling.temperatur'" in line
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("genre.monitor=val_accuracy", "genre.monitor: unsupported early-stopping score 'val_accuracy'"),
+    ("genre.imbalance=focal", "genre.imbalance must be pos_weight, sample_weight or none, got 'focal'"),
+    ("genre.thresholds.strategy=best", "genre.thresholds.strategy: unknown threshold strategy 'best'"),
+    ("genre.models.poster.ensemble=0", "genre.models.poster.ensemble must be a positive integer, got 0"),
+    ("data.source=imdb", "data.source='imdb' is not one of movielens, kaggle, manifest"),
+    ("encoders.image.max_bytes=-1", "encoders.image.max_bytes must be a positive integer, got -1"),
+])
+def test_a_bad_setting_is_refused_when_the_config_is_loaded_before_any_work(tmp_path, missing, setting, message):
+    """Typed settings are checked at load: the data is missing too, but the setting is named first."""
+    config = write_yaml(tmp_path / "my.yaml", missing)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(config, [setting])
+    if setting.startswith("genre.monitor"):  # and through the command: one line, before the missing data
+        line = error_line(run("movietitles.train", "--task", "poster", "--config", str(config), "--set", setting))
+        assert message in line and "source file not found" not in line
 
 
 @pytest.mark.parametrize("command, expected", [

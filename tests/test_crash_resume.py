@@ -12,10 +12,10 @@ import keras
 import numpy as np
 import pytest
 
+from movietitles.artefacts import feature_store, run_directory
 from movietitles.config import with_overrides, write_config
-from movietitles.features.extract import open_cache, poster_rows
 from movietitles.data.dataset import load_prepared
-from movietitles.training.genre import run_directory
+from movietitles.features.extract import poster_rows
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +72,7 @@ def assert_killed(done: subprocess.CompletedProcess) -> None:
 
 def features_file(config: dict) -> Path:
     movies = load_prepared(config["data"]["prepared_dir"]).movies
-    from movietitles.encoders.image import image_cache_key
-
-    return open_cache(config, "poster", image_cache_key(config["encoders"]["image"]), poster_rows(movies)).merged_path
+    return feature_store(config).open("poster", poster_rows(movies)).merged_path
 
 
 def test_features_killed_anywhere_then_resumed_equal_an_uninterrupted_run(tiny_config, tmp_path):

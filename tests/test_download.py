@@ -13,6 +13,7 @@ from PIL import Image
 from movietitles.config import load_config, with_overrides
 from movietitles.data.download import download_posters
 from movietitles.data.prepare import prepare
+from movietitles.settings import DataSettings
 
 
 def _jpeg(colour):
@@ -141,7 +142,7 @@ def test_prepare_kaggle_source(tmp_path, server):
     config = with_overrides(load_config(), {
         "data.source": "kaggle", "data.root": str(root), "data.prepared_dir": str(out),
         "data.download.workers": 2, "data.download.retries": 0})
-    prepare(config, progress=False)
+    prepare(DataSettings.from_config(config), progress=False)
 
     movies = pd.read_csv(out / "movies.csv", dtype=str, keep_default_na=False).set_index("id")
     assert list(movies.index) == ["tt0114709", "tt0113497", "tt0113228"]

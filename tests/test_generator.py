@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from needs import need_path
 from PIL import Image, ImageDraw
 
+from movietitles.artefacts import feature_store
 from movietitles.config import with_overrides, write_config
 from movietitles.data.dataset import load_prepared
 from movietitles.generator.data import make_generator_dataset, poster_titles, title_corpus
@@ -18,7 +20,6 @@ from movietitles.generator.model import build_title_decoder, masked_token_loss, 
 from movietitles.generator.tokenizer import TitleTokenizer
 from movietitles.training import generator as generator_training
 from movietitles.training.generator import load_generator_run, run_directory, train_generator
-from needs import need_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BPEMB_DIR = SHARED / "bpemb"
@@ -329,8 +330,9 @@ def test_predicted_genres_condition_the_decoder_through_the_frozen_poster_model(
     """`generator.predicted_genres`: `train --task generator` trains the poster genre model first; the decoder holds
     it, frozen (its weights are the poster run's after training), and needs no genre input to generate."""
     from movietitles import generate, train
+    from movietitles.artefacts import finished_run
     from movietitles.features.pipeline import load_split
-    from movietitles.models.genre_runs import finished_run, load_genre_run, predict_scores
+    from movietitles.models.genre_runs import load_genre_run, predict_scores
 
     config = with_overrides(gen_config, {**PICTURE_ONLY, "generator.predicted_genres": True,
                                          "generator.warmup_epochs": 1, "generator.epochs": 1,
@@ -352,7 +354,7 @@ def test_predicted_genres_condition_the_decoder_through_the_frozen_poster_model(
     assert len(inside) == 1 and not inside[0].trainable
     for kept, trained in zip(inside[0].get_weights(), poster_model.get_weights(), strict=True):
         np.testing.assert_array_equal(kept, trained)
-    test = load_split(config, "test", ("poster",), labelled_only=False)
+    test = load_split(feature_store(config), "test", ("poster",), labelled_only=False)
     np.testing.assert_allclose(predict_scores(inside[0], {"poster": test.inputs["poster"]}),
                                predict_scores(poster_model, {"poster": test.inputs["poster"]}), rtol=1e-6)
     # The decoder's condition ends with the poster model's probabilities for the poster it is given.
@@ -424,8 +426,8 @@ def test_poster_attention_attends_over_the_feature_map_and_serves_from_poster_fi
     assert grid_layout(config["encoders"]["image"]) == (2024, 49, 320)
     assert train.main(["--config", str(write_config(config, tmp_path)), "--task", "generator"]) == 0  # caches grid
 
-    grid = load_split(config, "test", ("poster",), labelled_only=False)
-    pooled = load_split(gen_config, "test", ("poster",), labelled_only=False)
+    grid = load_split(feature_store(config), "test", ("poster",), labelled_only=False)
+    pooled = load_split(feature_store(gen_config), "test", ("poster",), labelled_only=False)
     assert grid.inputs["poster"].shape == (len(pooled), 2024 + 49 * 320)
     np.testing.assert_allclose(grid.inputs["poster"][:, :2024], pooled.inputs["poster"], rtol=1e-5, atol=1e-5)
     # The map part is the network's last block, cell by cell (row-major), before its head convolution.

@@ -13,11 +13,12 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from movietitles import predict, train
+from movietitles.artefacts import feature_store, run_directory, without_poster_text
 from movietitles.config import with_overrides, write_config
 from movietitles.evaluate import WITHOUT_WORDS_ROWS, WORDS_MODEL_ROWS, evaluate_genres, model_scores
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import load_split
-from movietitles.models.genre_runs import load_genre_run, run_directory, without_poster_text
+from movietitles.models.genre_runs import load_genre_run
 from movietitles.serving.genre import export_genre_models, load_serving_model
 
 READING = ("poster", "fusion")
@@ -115,7 +116,7 @@ def words_exports(words_runs, tmp_path_factory):
 
 def test_the_exports_take_the_words_and_answer_as_the_evaluation_in_a_fresh_process(words_runs, words_exports,
                                                                                     tmp_path):
-    test = load_split(words_runs, "test", (TITLE, POSTER, POSTER_TEXT))
+    test = load_split(feature_store(words_runs), "test", (TITLE, POSTER, POSTER_TEXT))
     (tmp_path / "exports.json").write_text(json.dumps({task: str(d) for task, d in words_exports[1].items()}))
     (tmp_path / "movies.json").write_text(json.dumps({
         "titles": test.movies["title"].tolist(), "posters": test.movies["poster"].tolist(),

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import yaml
 
+from movietitles.artefacts import feature_store, run_directory
 from movietitles.config import with_overrides
 from movietitles.evaluate import MODEL_ROWS, evaluate_genres
 from movietitles.features.pipeline import load_split
-from movietitles.training import loop
 from movietitles.models.genre_runs import GENRE_TASKS
-from movietitles.training.genre import load_genre_run, run_directory, train_genre_model
+from movietitles.training import loop
+from movietitles.models.genre_runs import load_genre_run
+from movietitles.training.genre import train_genre_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +49,7 @@ def test_a_concatenate_only_fusion_model_trains_on_poster_movies_only(tiny_confi
                                           "genre.models.fusion.modality_logits": False})
     model, _, summary = load_genre_run(train_genre_model(config, "fusion"))
     assert summary["training_title_only_movies"] == 0
-    assert summary["training_movies"] == len(load_split(config, "train", GENRE_TASKS["fusion"]))
+    assert summary["training_movies"] == len(load_split(feature_store(config), "train", GENRE_TASKS["fusion"]))
     assert "poster_logits" not in [layer.name for layer in model.layers]
 
 
@@ -175,8 +177,8 @@ def test_thresholds_are_fitted_on_validation_labels_only(tiny_config, trained, m
     import movietitles.evaluate as evaluate
     from movietitles.features.pipeline import load_split
 
-    validation = load_split(tiny_config, "validation").labels
-    test = load_split(tiny_config, "test").labels
+    validation = load_split(feature_store(tiny_config), "validation").labels
+    test = load_split(feature_store(tiny_config), "test").labels
     assert validation.shape != test.shape or not np.array_equal(validation, test)
     seen = []
     for name in ("fit_thresholds", "out_of_sample_f1"):
@@ -360,3 +362,26 @@ def test_the_evaluation_is_computed_apart_from_its_files(tiny_config, trained, t
     for row in result.order:
         assert metrics["models"][row]["macro_f1"] == pytest.approx(result.results[row]["macro_f1"], abs=1e-12)
     assert metrics["notes"]["seconds"] == 1.5
+
+
+def test_the_genre_variant_comparison_scores_trained_runs_with_paired_intervals(tiny_config, trained):
+    """experiments.compare_genre_variants (benchmarks/genre_ablation.py): a variant against itself differs by
+    exactly 0, and a row's test macro-F1 is scikit-learn's on the run's thresholded test scores."""
+    from sklearn.metrics import f1_score
+
+    from movietitles.evaluation.thresholds import predict
+    from movietitles.experiments import compare_genre_variants
+    from movietitles.models.genre_runs import model_inputs, predict_scores
+    from movietitles.training.genre import evaluation_features
+
+    rows, test_movies = compare_genre_variants(tiny_config, [("poster", "poster", []), ("title", "title", []),
+                                                             ("poster again", "poster", [])], resamples=50)
+    assert [row["variant"] for row in rows] == ["poster", "title", "poster again"]
+    assert rows[2]["test macro-F1 vs poster row 1"] == "+0.000 [+0.000, +0.000], p 1.000"
+    assert "test macro-F1 vs poster row 1" not in rows[1]
+    model, thresholds, _ = load_genre_run(trained["poster"])
+    test = evaluation_features(tiny_config, "test", "poster")
+    expected = f1_score(test.labels, predict(predict_scores(model, model_inputs(model, test)), thresholds),
+                        average="macro", zero_division=0)
+    assert test_movies == len(test)
+    assert rows[0]["test macro-F1"].startswith(f"{expected:.3f} [")

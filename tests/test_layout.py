@@ -117,7 +117,7 @@ def test_each_concept_lives_in_its_folder():
     assert {"movietitles.serving.genre", "movietitles.serving.generator"} <= set(graph)
     assert not (PACKAGE / "serving.py").exists() and not (PACKAGE / "serving_generator.py").exists()
     assert "movietitles.generator.sampling" in graph          # sampling beside the decoder
-    assert "movietitles.features.ensure" in graph             # data preparation below the entry points
+    assert "movietitles.artefacts" in graph                   # what a config names, and making it (ensure_*)
 
 
 def test_no_module_calls_a_private_method_of_the_encoders():
@@ -191,3 +191,41 @@ def test_the_config_hash_names_existing_runs_as_before():
 
     config = load_config()
     assert config_hash(config) == hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# The settings layer owns the configuration dictionary: it loads it (config), types and checks parts of it
+# (settings), names what it makes (naming) and finds those artefacts (artefacts). Entry points and training/ may
+# hold it too; every module below receives typed settings or one encoder's section.
+SETTINGS_LAYER = {"movietitles.config", "movietitles.settings", "movietitles.naming", "movietitles.artefacts"}
+
+
+def may_hold_the_config(module: str) -> bool:
+    return module in SETTINGS_LAYER or module in ENTRY_POINTS or is_training(module)
+
+
+def test_the_config_follower_sees_a_lower_module_receive_the_config(tiny_config):
+    from config_reach import config_reach
+
+    from movietitles.generator.runs import run_directory
+
+    with config_reach() as reached:
+        run_directory(tiny_config)
+    assert "run_directory" in reached["movietitles.generator.runs"]
+    assert not may_hold_the_config("movietitles.generator.runs")
+
+
+def test_train_fusion_hands_no_module_below_training_the_config(tiny_config, tmp_path):
+    """Followed through a real `python -m movietitles.train --task fusion` (in this process), from the command line
+    to the saved model: which functions receive the whole configuration dictionary, or any copy of it."""
+    from config_reach import config_reach
+
+    from movietitles.config import with_overrides, write_config
+    from movietitles.train import main
+
+    write_config(with_overrides(tiny_config, {"genre.runs_dir": str(tmp_path / "runs")}), tmp_path)
+    with config_reach() as reached:
+        assert main(["--task", "fusion", "--config", str(tmp_path / "config.yaml")]) == 0
+    assert list((tmp_path / "runs").glob("fusion-*/model.keras"))  # followed to the saved model
+    assert {"train_genre_model", "train_one_model"} <= reached["movietitles.training.genre"]
+    below = {module: sorted(functions) for module, functions in reached.items() if not may_hold_the_config(module)}
+    assert below == {}, f"modules below training/ that receive the configuration dictionary: {below}"

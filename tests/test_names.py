@@ -6,11 +6,10 @@ import os
 
 import pytest
 
+from movietitles.artefacts import cache_key, run_directory
 from movietitles.config import load_config, with_overrides
 from movietitles.evaluate import evaluation_directory
-from movietitles.features.pipeline import cache_key
 from movietitles.generator.runs import run_directory as generator_run_directory
-from movietitles.models.genre_runs import run_directory
 from movietitles.serving.generator import MODEL_NAME
 from movietitles.serving.genre import serving_name
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from movietitles.config import load_config, with_overrides
 from needs import need_path
 
+from movietitles.artefacts import feature_store
+from movietitles.config import load_config, with_overrides
+from movietitles.settings import DataSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared" / "datasets" / "movie-posters"
@@ -66,8 +67,8 @@ def evaluated_and_exported(tmp_path_factory, minilm_hub_dirs):
     from movietitles.data.prepare import prepare
     from movietitles.evaluate import evaluate_genres
     from movietitles.features.extract import extract_features
-    from movietitles.serving.genre import export_genre_models
     from movietitles.models.genre_runs import GENRE_TASKS
+    from movietitles.serving.genre import export_genre_models
     from movietitles.training.genre import train_genre_model
 
     work = tmp_path_factory.mktemp("parity")
@@ -82,8 +83,8 @@ def evaluated_and_exported(tmp_path_factory, minilm_hub_dirs):
         "genre.runs_dir": str(work / "runs"),
         "genre.epochs": 3,
     })
-    prepare(config, progress=False)
-    extract_features(config)
+    prepare(DataSettings.from_config(config), progress=False)
+    extract_features(feature_store(config))
     for task in GENRE_TASKS:
         train_genre_model(config, task)
     return config, evaluate_genres(config), export_genre_models(config, tuple(ROWS), work / "saved_models")

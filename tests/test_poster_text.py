@@ -5,12 +5,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from needs import need_module, need_path
 from PIL import Image, ImageDraw, ImageFont
 
+from movietitles.artefacts import feature_store
 from movietitles.config import with_overrides
 from movietitles.encoders.ocr import poster_words
 from movietitles.generator.model import POSTER_TEXT, build_title_decoder, masked_token_loss
-from needs import need_module, need_path
 
 need_module("rapidocr_onnxruntime", "the OCR engine")
 
@@ -85,21 +86,22 @@ def test_poster_words_put_the_largest_lettering_first_and_drop_unsure_lines():
 
 
 def test_poster_text_cache_fills_by_shards_and_loads_per_movie(tiny_config):
-    from movietitles.features.extract import POSTER_TEXT as KIND, extract_features
-    from movietitles.features.pipeline import poster_text
     from movietitles.data.dataset import load_prepared
+    from movietitles.features.extract import POSTER_TEXT as KIND
+    from movietitles.features.extract import extract_features
+    from movietitles.features.pipeline import poster_text
 
     # A cache of its own (another detector size): tiny_config's poster text is cached already.
     config = with_overrides(tiny_config, {"features.chunk_size": 8, "encoders.ocr.det_limit_side_len": 322})
     movies = load_prepared(config["data"]["prepared_dir"]).movies
     ids = movies.loc[movies["has_poster"], "id"].tolist()
     with pytest.raises(FileNotFoundError, match="--kinds poster_text"):
-        poster_text(config, ids[:2])
-    extract_features(config, [KIND], shard=0, num_shards=2)
+        poster_text(feature_store(config), ids[:2])
+    extract_features(feature_store(config), [KIND], shard=0, num_shards=2)
     with pytest.raises(FileNotFoundError, match="incomplete"):
-        poster_text(config, ids[:2])
-    extract_features(config, [KIND], shard=1, num_shards=2)
-    records = poster_text(config, ids)
+        poster_text(feature_store(config), ids[:2])
+    extract_features(feature_store(config), [KIND], shard=1, num_shards=2)
+    records = poster_text(feature_store(config), ids)
     assert len(records) == len(ids) and all(isinstance(r, list) for r in records)
     assert (Path(config["features"]["cache_dir"]) / KIND).is_dir()
 
@@ -144,7 +146,8 @@ def test_a_generator_reading_poster_text_trains_evaluates_and_generates(tiny_con
     import json
 
     from movietitles.evaluation import generator_report
-    from movietitles.features.extract import POSTER_TEXT as KIND, extract_features
+    from movietitles.features.extract import POSTER_TEXT as KIND
+    from movietitles.features.extract import extract_features
     from movietitles.generate import generate_titles
     from movietitles.training.generator import load_generator_run, train_generator
 
@@ -153,7 +156,7 @@ def test_a_generator_reading_poster_text_trains_evaluates_and_generates(tiny_con
         "generator.warmup_epochs": 1, "generator.epochs": 1, "encoders.bpemb.cache_dir": str(BPEMB_DIR),
         "generator.poster_text.enabled": True, "generator.poster_text.units": 8,
         "generator.poster_injection": "both"})
-    extract_features(config, [KIND])
+    extract_features(feature_store(config), [KIND])
     run = load_generator_run(train_generator(config))
     assert POSTER_TEXT in run.model.input and run.model.get_layer("initial_state") is not None
     out = generator_report.evaluate_generator(config, samples=3)
@@ -212,17 +215,18 @@ def test_the_text_masked_view_paints_the_words_out(tmp_path):
 
 def test_text_masked_features_have_their_own_cache_and_raw_posters_are_refused(tiny_config):
     from movietitles.encoders.image import build_image_encoder
-    from movietitles.features.extract import POSTER, POSTER_TEXT as KIND, extract_features
+    from movietitles.features.extract import POSTER, extract_features
+    from movietitles.features.extract import POSTER_TEXT as KIND
     from movietitles.features.pipeline import load_split
 
     masked = with_overrides(tiny_config, {"encoders.image.view": "text_masked"})
-    extract_features(masked, [KIND])
-    directories = extract_features(masked, [POSTER])
-    full = extract_features(tiny_config, [POSTER])
+    extract_features(feature_store(masked), [KIND])
+    directories = extract_features(feature_store(masked), [POSTER])
+    full = extract_features(feature_store(tiny_config), [POSTER])
     assert directories[POSTER] != full[POSTER] and "textmasked" in str(directories[POSTER])
-    features = load_split(masked, "train", (POSTER,))
+    features = load_split(feature_store(masked), "train", (POSTER,))
     assert np.isfinite(features.inputs[POSTER]).all()
-    assert features.inputs[POSTER].shape == load_split(tiny_config, "train", (POSTER,)).inputs[POSTER].shape
+    assert features.inputs[POSTER].shape == load_split(feature_store(tiny_config), "train", (POSTER,)).inputs[POSTER].shape
     with pytest.raises(ValueError, match="analysis view"):
         build_image_encoder(masked["encoders"]["image"])
 

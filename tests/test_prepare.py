@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from tiny_dataset import TINY_CASES, UNKNOWN_GENRE, make_tiny_movielens
 
 from movietitles.config import load_config, with_overrides
 from movietitles.data import PreparedDataMissing, label_matrix, load_prepared
@@ -9,7 +10,7 @@ from movietitles.data.__main__ import main
 from movietitles.data.dataset import MOVIE_COLUMNS
 from movietitles.data.prepare import REPORT_COLUMNS, prepare
 from movietitles.data.titles import normalise_title
-from tiny_dataset import TINY_CASES, UNKNOWN_GENRE, make_tiny_movielens
+from movietitles.settings import DataSettings
 
 OUTPUTS = ["movies.csv", "genres.txt", "import_report.csv", "splits.csv", "config.yaml"]
 
@@ -26,7 +27,7 @@ def _config(root, out, **extra):
 @pytest.fixture(scope="module")
 def prepared(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared")
-    summary = prepare(_config(tiny, out), progress=False)
+    summary = prepare(DataSettings.from_config(_config(tiny, out)), progress=False)
     return out, summary
 
 
@@ -34,7 +35,7 @@ def _read(path):
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def test_outputs_and_columns(prepared):
+def test_outputs_and_columns(tiny, prepared):
     out, summary = prepared
     for name in OUTPUTS:
         assert (out / name).is_file(), name
@@ -42,6 +43,8 @@ def test_outputs_and_columns(prepared):
     assert list(movies.columns) == MOVIE_COLUMNS
     assert list(_read(out / "import_report.csv").columns) == REPORT_COLUMNS
     assert (out / "genres.txt").read_text().splitlines() == load_config()["data"]["genres"]
+    # config.yaml: the settings it was made with, as a --config file that makes it again
+    assert DataSettings.from_config(load_config(out / "config.yaml")) == DataSettings.from_config(_config(tiny, out))
     assert movies["id"].is_unique
     assert summary.rows_read == 60 + 40 + len(TINY_CASES)
     assert summary.movies == len(movies) == summary.rows_read - 2  # duplicate id, empty title
@@ -134,11 +137,11 @@ def test_split_invariants(prepared):
 def test_rerun_identical_and_fresh_run_deterministic(tiny, prepared, tmp_path):
     out, _ = prepared
     before = {name: (out / name).read_bytes() for name in OUTPUTS}
-    prepare(_config(tiny, out), progress=False)
+    prepare(DataSettings.from_config(_config(tiny, out)), progress=False)
     assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
 
     fresh = tmp_path / "fresh"
-    prepare(_config(tiny, fresh), progress=False)
+    prepare(DataSettings.from_config(_config(tiny, fresh)), progress=False)
     assert (fresh / "splits.csv").read_bytes() == before["splits.csv"]
     assert (fresh / "import_report.csv").read_bytes() == before["import_report.csv"]
     moved = (fresh / "movies.csv").read_text().replace(str(fresh.resolve()), str(out.resolve()))
@@ -147,13 +150,13 @@ def test_rerun_identical_and_fresh_run_deterministic(tiny, prepared, tmp_path):
 
 def test_saved_splits_are_reused(tiny, tmp_path):
     out = tmp_path / "out"
-    prepare(_config(tiny, out), progress=False)
+    prepare(DataSettings.from_config(_config(tiny, out)), progress=False)
     saved = _read(out / "splits.csv")
     # A different seed and fractions do not move saved movies; a removed id is re-added at the end.
     dropped = saved.iloc[3]
     (out / "splits.csv").write_text(saved.drop(index=3).to_csv(index=False, lineterminator="\n"))
-    prepare(_config(tiny, out, seed=999, **{"data.split_fractions": {"train": 0.5, "validation": 0.25,
-                                                                    "test": 0.25}}), progress=False)
+    fractions = {"train": 0.5, "validation": 0.25, "test": 0.25}
+    prepare(DataSettings.from_config(_config(tiny, out, seed=999, **{"data.split_fractions": fractions})), progress=False)
     again = _read(out / "splits.csv")
     assert again.iloc[:-1].reset_index(drop=True).equals(saved.drop(index=3).reset_index(drop=True))
     assert again.iloc[-1]["id"] == dropped["id"]

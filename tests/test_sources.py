@@ -1,8 +1,9 @@
 import pytest
-
-from movietitles.config import load_config, with_overrides
-from movietitles.data.sources import SourceError, imdb_id, load_source, read_kaggle, read_manifest
 from tiny_dataset import TINY_CASES, make_tiny_movielens
+
+from movietitles.config import ConfigError, load_config, with_overrides
+from movietitles.data.sources import SourceError, imdb_id, load_source, read_kaggle, read_manifest
+from movietitles.settings import DataSettings
 
 
 def test_imdb_id():
@@ -16,7 +17,7 @@ def test_imdb_id():
 def test_movielens(tmp_path):
     root = make_tiny_movielens(tmp_path / "data", n_with_poster=10, n_without_poster=5)
     config = with_overrides(load_config(), {"data.root": str(root)})
-    records, issues = load_source(config)
+    records, issues = load_source(DataSettings.from_config(config))
     assert issues == []
     by_id = {}
     for rec in records:
@@ -35,7 +36,7 @@ def test_movielens_missing_link_reported(tmp_path):
     links = root / "movielens" / "links.csv"
     lines = links.read_text().splitlines()
     links.write_text("\n".join(lines[:2] + [lines[3].split(",")[0] + ",notanumber,1"] + lines[4:]) + "\n")
-    records, issues = load_source(with_overrides(load_config(), {"data.root": str(root)}))
+    records, issues = load_source(DataSettings.from_config(with_overrides(load_config(), {"data.root": str(root)})))
     reasons = sorted(i.code for i in issues)
     assert reasons == ["bad_id", "missing_link"]
     assert {i.row for i in issues} == {3, 4}
@@ -83,12 +84,15 @@ def test_manifest_paths(tmp_path):
 def test_missing_source_file_is_a_clear_error(tmp_path):
     config = with_overrides(load_config(), {"data.root": str(tmp_path), "data.source": "manifest"})
     with pytest.raises(SourceError, match="manifest.csv"):
-        load_source(config)
+        load_source(DataSettings.from_config(config))
     (tmp_path / "manifest.csv").write_text("id,title\nx,y\n")
     with pytest.raises(SourceError, match="missing column"):
-        load_source(config)
-    with pytest.raises(SourceError, match="not one of"):
-        load_source(with_overrides(config, {"data.source": "imdb"}))
+        load_source(DataSettings.from_config(config))
+    # An unknown source is refused when the config is loaded, before any work.
+    with pytest.raises(ConfigError, match="data.source='imdb' is not one of movielens, kaggle, manifest"):
+        load_config(overrides=["data.source=imdb"])
+    with pytest.raises(ConfigError, match="not one of"):
+        DataSettings.from_config(with_overrides(config, {"data.source": "imdb"}))
 
 
 def test_the_import_report_lists_long_titles_and_posters_outside_the_root_and_counts_add_up(tmp_path):
@@ -110,7 +114,7 @@ def test_the_import_report_lists_long_titles_and_posters_outside_the_root_and_co
     pd.DataFrame(rows, columns=["id", "title", "genres", "poster"]).to_csv(root / "manifest.csv", index=False)
     config = with_overrides(load_config(), {"data.root": str(root), "data.source": "manifest",
                                             "data.prepared_dir": str(tmp_path / "prepared")})
-    summary = prepare(config, progress=False)
+    summary = prepare(DataSettings.from_config(config), progress=False)
     assert summary.rows_read == 6 and summary.movies == 5  # m2 dropped
     report = pd.read_csv(tmp_path / "prepared" / "import_report.csv", dtype=str, keep_default_na=False)
     listed = {(r.id, r.reason.split(":")[0], r.action) for r in report.itertuples()}

@@ -27,8 +27,9 @@ from tiny_dataset import plain_posters
 from movietitles.config import load_config
 from movietitles.evaluate import MODEL_ROWS, evaluate_genres
 from movietitles.evaluation.thresholds import predict
-from movietitles.tensorboard_logs import PR_THRESHOLDS, log_genre_run
 from movietitles.models.genre_runs import GENRE_TASKS
+from movietitles.settings import genre_hparams
+from movietitles.tensorboard_logs import PR_THRESHOLDS, log_genre_run
 
 GENRES = ["Action", "Comedy", "Drama"]
 DASHBOARDS = ("scalars", "pr_curves", "projector", "text", "images", "hparams")
@@ -60,7 +61,7 @@ def synthetic_run(tmp_path_factory):
     thresholds = np.array([0.4, 0.5, 0.6], np.float32)
     inputs = {"title": rng.random((30, 8), dtype=np.float32), "poster": rng.random((30, 5), dtype=np.float32)}
     logdir = root / "runs" / "fusion-0123456789" / "logs"
-    log_genre_run(logdir, load_config(), "fusion", movies, labels, scores, thresholds, GENRES, inputs, best_epoch=4)
+    log_genre_run(logdir, genre_hparams(load_config(), "fusion"), "fusion", movies, labels, scores, thresholds, GENRES, inputs, best_epoch=4)
     return logdir, labels, scores, thresholds, inputs
 
 

@@ -86,8 +86,8 @@ def test_only_the_top_layers_change_and_the_result_is_a_hub_encoder(finetuned, m
 
 
 def test_features_and_the_cache_key_follow_the_finetuned_encoder(finetuned, workdir, monkeypatch):
+    from movietitles.artefacts import cache_key
     from movietitles.evaluation.other_data import other_dataset_config
-    from movietitles.features.pipeline import cache_key
 
     config, folder = finetuned
     monkeypatch.chdir(workdir)
@@ -105,12 +105,13 @@ def test_features_and_the_cache_key_follow_the_finetuned_encoder(finetuned, work
 
 
 def test_a_missing_finetuned_encoder_names_the_command_that_makes_it(tiny_config, workdir, tmp_path, monkeypatch):
+    from movietitles.artefacts import feature_store
     from movietitles.features.extract import extract_features
 
     monkeypatch.chdir(workdir)
     config = finetune_config(tiny_config, tmp_path, learning_rate=5e-5)  # another config: not made yet
     with pytest.raises(FileNotFoundError, match="python -m movietitles.train --task title"):
-        extract_features(config, ["title"])
+        extract_features(feature_store(config), ["title"])
 
 
 @pytest.mark.parametrize("override, message", [
@@ -120,11 +121,11 @@ def test_a_missing_finetuned_encoder_names_the_command_that_makes_it(tiny_config
     ({"encoders.text.finetune.epochs": 0}, "epochs must be a positive integer"),
 ])
 def test_bad_finetune_settings_are_refused_by_name(tiny_config, tmp_path, override, message):
-    from movietitles.encoders.text import text_encoder_config
+    from movietitles.artefacts import text_encoder_settings
 
     config = with_overrides(finetune_config(tiny_config, tmp_path), override)
     with pytest.raises(ValueError, match=message):
-        text_encoder_config(config, must_exist=False)
+        text_encoder_settings(config, must_exist=False)
 
 
 def test_train_then_export_serve_the_finetuned_encoder_in_a_fresh_process(finetuned, workdir, tmp_path):
@@ -144,9 +145,10 @@ import movietitles
 import numpy as np, tensorflow as tf, tensorflow_text
 from movietitles.config import load_config
 from movietitles.features.pipeline import load_split
-from movietitles.models.genre_runs import finished_run, load_genre_run, model_inputs, predict_scores
+from movietitles.models.genre_runs import load_genre_run, model_inputs, predict_scores
+from movietitles.artefacts import feature_store, finished_run
 config = load_config({str(config_file)!r})
-val = load_split(config, "validation", ("title",))
+val = load_split(feature_store(config), "validation", ("title",))
 model, _, _ = load_genre_run(finished_run(config, "title"))
 expected = predict_scores(model, model_inputs(model, val))
 served = tf.saved_model.load(sorted(glob.glob({str(tmp_path / "export" / "genre_title" / "*")!r}))[-1])
@@ -166,7 +168,7 @@ def test_a_killed_finetuning_resumes_and_ends_as_an_uninterrupted_one(tiny_confi
     """A real SIGKILL right after the first epoch's checkpoints, then the same command again."""
     from test_crash_resume import KILLED_AT
 
-    from movietitles.encoders.text import finetuned_encoder_dir
+    from movietitles.artefacts import finetuned_text_encoder_dir
 
     config = finetune_config(tiny_config, tmp_path, learning_rate=2e-4)
     config_file = write_config(config, tmp_path, "finetune.yaml")
@@ -182,15 +184,15 @@ def test_a_killed_finetuning_resumes_and_ends_as_an_uninterrupted_one(tiny_confi
             killed = subprocess.run([sys.executable, "-c", KILLED_AT, kill_at, *features], cwd=work, env=env,
                                     capture_output=True, text=True, timeout=600)
             assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-            history = json.loads((work / finetuned_encoder_dir(config).parent / "history.json").read_text())
+            history = json.loads((work / finetuned_text_encoder_dir(config).parent / "history.json").read_text())
             assert [h["epoch"] for h in history] == [1]
-            assert not (work / finetuned_encoder_dir(config)).exists()
+            assert not (work / finetuned_text_encoder_dir(config)).exists()
         done = subprocess.run([sys.executable, "-m", *features], cwd=work, env=env, capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         assert ("resuming the fine-tuning at epoch 1" in done.stderr) == bool(kill_at), done.stderr[-3000:]
         assert (work / DEFAULT_ENCODER_DIR).is_dir() and (work / DEFAULT_PREPROCESS_DIR).is_dir()
-        summaries.append(json.loads((work / finetuned_encoder_dir(config).parent / "finetune_summary.json").read_text()))
+        summaries.append(json.loads((work / finetuned_text_encoder_dir(config).parent / "finetune_summary.json").read_text()))
     uninterrupted, resumed = summaries
     assert resumed["best_epoch"] == uninterrupted["best_epoch"]
     for a, b in zip(uninterrupted["history"], resumed["history"], strict=True):

@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_text_finetune import link_default_minilm
 
+from movietitles.artefacts import feature_store
 from movietitles.config import with_overrides
 from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR, minilm_vocabulary
-from test_text_finetune import link_default_minilm
 
 TITLES = ["The Lost River", "Night of the Zombies 2", "Les Misérables", "Alien³", "8 ½ Women"]
 
@@ -37,7 +38,7 @@ def task_run(tiny_config, workdir, tmp_path_factory):
     config = task_config(tiny_config, tmp_path_factory.mktemp("task-runs"))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
-        extract_features(config, ["title"])  # the default MiniLM's (linked here) features adapt the head
+        extract_features(feature_store(config), ["title"])  # the default MiniLM's (linked here) features adapt the head
         return config, (workdir / train_genre_model(config, "title")).resolve()
 
 
@@ -103,17 +104,18 @@ def test_what_trains_on_token_states_is_what_reads_raw_titles(tiny_config):
 
 def test_the_head_starts_from_the_title_model_on_frozen_embeddings(task_run, trained, workdir, monkeypatch):
     """finetune_warm_start: before any fine-tuning, the one model answers as the title model it starts from."""
+    from movietitles.artefacts import finished_run
     from movietitles.config import with_overrides
     from movietitles.encoders.bert_export import load_minilm_backbone
     from movietitles.features.pipeline import load_split
-    from movietitles.models.genre_runs import finished_run, load_genre_run, model_inputs, predict_scores
+    from movietitles.models.genre_runs import load_genre_run, model_inputs, predict_scores
     from movietitles.models.title_task import build_title_task
 
     config, _ = task_run
     monkeypatch.chdir(workdir)
     frozen = with_overrides(config, {"genre.models.title.finetune_layers": 0})
     classifier = load_genre_run(finished_run(frozen, "title"))[0]  # trained first by the task run
-    train = load_split(config, "train", ("title",), require_poster=False)
+    train = load_split(feature_store(config), "train", ("title",), require_poster=False)
     vocabulary = minilm_vocabulary()
     task = build_title_task(load_minilm_backbone(), vocabulary, train.movies["title"].to_numpy(dtype=str),
                             train.inputs["title"], train.genres, 1, hidden_units=[16], dropout=0.5,
@@ -192,7 +194,7 @@ def test_bad_settings_are_refused_by_name(tiny_config, workdir, tmp_path, monkey
 def test_the_setting_off_keeps_the_run_names_of_before(tiny_config):
     import copy
 
-    from movietitles.models.genre_runs import run_directory
+    from movietitles.artefacts import run_directory
 
     before = copy.deepcopy(tiny_config)  # a config from before the keys existed
     for key in ("finetune_layers", "finetune_learning_rate"):
@@ -209,8 +211,9 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_config, wo
     (The title model it starts from trains first: 3 epochs, 3 checkpoints.)"""
     from test_crash_resume import KILLED_AT, assert_killed
 
+    from movietitles.artefacts import run_directory
     from movietitles.config import write_config
-    from movietitles.models.genre_runs import load_genre_run, run_directory
+    from movietitles.models.genre_runs import load_genre_run
 
     def train(name, kill_at=None):
         config = task_config(tiny_config, tmp_path / name, finetune_layers=1)

@@ -188,12 +188,12 @@ def write_genre_words_cache(config: dict) -> None:
     """A poster-text cache for `config`'s OCR settings, written as the reader would, in which every poster prints
     its genres in capitals (a line each): words a model can learn from, where the real OCR of the tiny posters
     finds none."""
+    from movietitles.artefacts import feature_store
     from movietitles.data.dataset import load_prepared
-    from movietitles.encoders.ocr import poster_text_cache_key
-    from movietitles.features.extract import POSTER_TEXT, open_cache, poster_rows
+    from movietitles.features.extract import POSTER_TEXT, poster_rows
 
     rows = poster_rows(load_prepared(config["data"]["prepared_dir"]).movies)
-    cache = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows)
+    cache = feature_store(config).open(POSTER_TEXT, rows)
     box = [[0, 0], [50, 0], [50, 20], [0, 20]]
     lines = [[{"text": genre.upper(), "box": box, "confidence": 0.99} for genre in genres.split("|") if genre]
              for genres in rows["genres"].fillna("")]

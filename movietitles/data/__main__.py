@@ -14,7 +14,9 @@ import sys
 
 from movietitles.cli import add_common_arguments, entry_point
 from movietitles.config import config_from_args, get
-from movietitles.data.public_datasets import GROUPLENS, MOVIELENS, __doc__ as DOWNLOAD_HELP
+from movietitles.data.public_datasets import GROUPLENS, MOVIELENS
+from movietitles.data.public_datasets import __doc__ as DOWNLOAD_HELP
+from movietitles.settings import DataSettings
 
 
 @entry_point
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         from movietitles.data.prepare import prepare
 
-        summary = prepare(config_from_args(args), progress=not args.no_progress)
+        summary = prepare(DataSettings.from_config(config_from_args(args)), progress=not args.no_progress)
         print("\n".join(summary.lines()))
     return 0
 
@@ -55,13 +57,13 @@ def download(args) -> int:
         folder = download_movielens(root, args.variant, args.base_url, progress=progress)
         print(f"MovieLens {args.variant}: {', '.join(sorted(p.name for p in folder.glob('*.csv')))} in {folder}")
     else:
-        from movietitles.data.prepare import download_options
         from movietitles.data.public_datasets import DatasetDownloadError, download_kaggle_posters
 
         if not args.kaggle_csv:
             raise DatasetDownloadError("download posters needs --kaggle-csv FILE_OR_URL (the Kaggle 'Movie Genre "
                                        "from its Poster' CSV, MovieGenre.csv)")
-        have, failed = download_kaggle_posters(root, args.kaggle_csv, progress=progress, **download_options(config))
+        have, failed = download_kaggle_posters(root, args.kaggle_csv, progress=progress,
+                                               **DataSettings.from_config(config).download)
         print(f"posters: {have} in {root}/posters; {len(failed)} failed")
         for result in failed[:10]:
             print(f"  {result.id}: {result.reason} ({result.url})")

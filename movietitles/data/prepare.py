@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from movietitles.config import get, write_config
+from movietitles.config import write_config
 from movietitles.data.dataset import MOVIE_COLUMNS
 from movietitles.data.download import download_posters
 from movietitles.data.images import check_posters
@@ -25,6 +25,7 @@ from movietitles.data.sources import Issue, RawMovie, load_source
 from movietitles.data.splits import SPLITS, ensure_splits
 from movietitles.data.titles import clean_title
 from movietitles.io import atomic_write_text, file_name_for
+from movietitles.settings import DataSettings
 
 REPORT_COLUMNS = ["source_file", "row", "id", "field", "reason", "action"]
 
@@ -59,20 +60,17 @@ class PrepareSummary:
         return out
 
 
-def prepare(config: dict, progress: bool = True) -> PrepareSummary:
+def prepare(data: DataSettings, progress: bool = True) -> PrepareSummary:
     start = time.time()
-    root = Path(get(config, "data.root"))
-    out = Path(get(config, "data.prepared_dir"))
-    genres = list(get(config, "data.genres"))
-    ignored = set(get(config, "data.ignored_genres", []) or [])
+    root, out, genres, ignored = data.root, data.prepared_dir, list(data.genres), data.ignored_genres
     out.mkdir(parents=True, exist_ok=True)
 
-    records, issues = load_source(config)
+    records, issues = load_source(data)
     # A row is a record, or an issue that dropped it (other issues are about a record's field).
     rows_read = len(records) + sum(issue.action == "dropped" for issue in issues)
     records = drop_duplicate_ids(records, issues)
-    if get(config, "data.source") == "kaggle":
-        fetch_posters(records, out / "posters", config, issues, progress)
+    if data.source == "kaggle":
+        fetch_posters(records, out / "posters", data.download, issues, progress)
 
     movies = []
     for rec in records:
@@ -90,7 +88,7 @@ def prepare(config: dict, progress: bool = True) -> PrepareSummary:
         movies.append({"rec": rec, "title": clean.title, "year": "" if clean.year is None else str(clean.year),
                        "aka": clean.aka, "genres": "|".join(labels)})
 
-    check_poster_files(movies, root, out, poster_limits(config), issues, progress)
+    check_poster_files(movies, root, out, data.poster_limits, issues, progress)
     report_duplicate_posters(movies, root, issues)
 
     table = pd.DataFrame({
@@ -101,14 +99,14 @@ def prepare(config: dict, progress: bool = True) -> PrepareSummary:
         "split": "", "source_row": [m["rec"].source_row for m in movies],
     }, columns=MOVIE_COLUMNS)
     table["has_poster"] = table["poster"] != ""
-    splits, split_warnings = ensure_splits(table, genres, get(config, "data.split_fractions"),
-                                           int(get(config, "seed", 0)), out / "splits.csv")
+    splits, split_warnings = ensure_splits(table, genres, data.split_fractions, data.split_seed,
+                                           out / "splits.csv")
     table["split"] = splits
 
     _write_csv(out / "movies.csv", table[MOVIE_COLUMNS])
     _write_csv(out / "import_report.csv", pd.DataFrame([vars(i) for i in issues], columns=REPORT_COLUMNS))
     atomic_write_text(out / "genres.txt", "".join(f"{g}\n" for g in genres))
-    write_config(config, out)
+    write_config(data.recorded, out)  # the settings it was made with
 
     labelled = table["genres"] != ""
     split_sizes = {s: {"movies": int((table["split"] == s).sum()),
@@ -141,37 +139,21 @@ def map_genres(tokens: list[str], genres: list[str], ignored: set[str]) -> tuple
     return [g for g in genres if g in present], unknown
 
 
-def fetch_posters(records: list[RawMovie], folder: Path, config: dict, issues: list[Issue],
+def fetch_posters(records: list[RawMovie], folder: Path, download: dict, issues: list[Issue],
                   progress: bool) -> None:
-    """Kaggle: download posters; set rec.poster for the ones that arrived."""
+    """Kaggle: download posters (`download`: DataSettings.download); set rec.poster for the ones that arrived."""
     wanted = [rec for rec in records if rec.poster_url]
     for rec in records:
         if not rec.poster_url:
             issues.append(Issue(rec.source_file, rec.source_row, rec.id, "poster", "no_poster_url", "skipped"))
     results = download_posters([(rec.id, rec.poster_url) for rec in wanted], folder, progress=progress,
-                               **download_options(config))
+                               **download)
     for rec, result in zip(wanted, results):
         if result.path is not None:
             rec.poster = result.path
         else:
             issues.append(Issue(rec.source_file, rec.source_row, rec.id, "poster",
                                 f"download_failed: {result.reason} ({rec.poster_url})", "skipped"))
-
-
-def download_options(config: dict) -> dict:
-    """`data.download` as `download_posters` takes it, with the image encoder's byte limit."""
-    return {"workers": int(get(config, "data.download.workers", 8)),
-            "timeout_s": float(get(config, "data.download.timeout_s", 20)),
-            "retries": int(get(config, "data.download.retries", 3)),
-            "max_bytes": poster_limits(config)["max_bytes"]}
-
-
-def poster_limits(config: dict) -> dict:
-    """data.image with the image encoder's max_pixels and max_bytes: what serving would refuse is not trained on."""
-    from movietitles.encoders.image import size_limits
-
-    max_pixels, max_bytes = size_limits(get(config, "encoders.image", {}) or {})
-    return {**(get(config, "data.image", {}) or {}), "max_pixels": max_pixels, "max_bytes": max_bytes}
 
 
 def check_poster_files(movies: list[dict], root: Path, out: Path, cfg_image: dict,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from movietitles.config import ConfigError, get
+from movietitles.config import ConfigError
+from movietitles.settings import DataSettings
 
-SOURCES = ("movielens", "kaggle", "manifest")
 _POSTER_NAME = re.compile(r"^tt\d{7,}\.jpg$")
 
 
@@ -54,17 +54,13 @@ class Issue:
         return self.reason.split(":", 1)[0]
 
 
-def load_source(config: dict) -> tuple[list[RawMovie], list[Issue]]:
+def load_source(data: DataSettings) -> tuple[list[RawMovie], list[Issue]]:
     """Read the source named by data.source under data.root."""
-    source = get(config, "data.source", "movielens")
-    root = Path(get(config, "data.root"))
-    if source == "movielens":
-        return read_movielens(root)
-    if source == "kaggle":
-        return read_kaggle(root / get(config, "data.kaggle_csv", "MovieGenre.csv"))
-    if source == "manifest":
-        return read_manifest(root / get(config, "data.manifest_csv", "manifest.csv"))
-    raise SourceError(f"data.source={source!r} is not one of {', '.join(SOURCES)}")
+    if data.source == "movielens":
+        return read_movielens(data.root)
+    if data.source == "kaggle":
+        return read_kaggle(data.root / data.source_csv)
+    return read_manifest(data.root / data.source_csv)
 
 
 def imdb_id(value: str) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from movietitles.encoders import efficientnet_lite
+from movietitles.settings import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, poster_size_limits
 
 ENCODER_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50")
 RESIZE_POLICIES = ("squash", "pad", "center_crop")
@@ -27,8 +28,6 @@ _RESNET_MEAN_RGB = (123.68, 116.779, 103.939)
 # Posters decoded at once by `preprocess_batch`: each may hold up to max_pixels pixels while it is decoded.
 PARALLEL_DECODES = 8
 
-# The largest poster accepted (encoders.image.max_pixels, max_bytes): 5000 x 5000 pixels, 10 MB.
-DEFAULT_MAX_PIXELS, DEFAULT_MAX_BYTES = 25_000_000, 10_000_000
 
 
 class ImageEncoder:
@@ -355,17 +354,6 @@ def error_reason(message: str) -> str:
     return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", reason)
 
 
-def size_limits(cfg: dict) -> tuple[int, int]:
-    """(max_pixels, max_bytes) of `config["encoders"]["image"]`, validated."""
-    limits = []
-    for key, default in (("max_pixels", DEFAULT_MAX_PIXELS), ("max_bytes", DEFAULT_MAX_BYTES)):
-        value = cfg.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"encoders.image.{key} must be a positive integer, got {value!r}")
-        limits.append(value)
-    return tuple(limits)
-
-
 def image_cache_key(cfg: dict) -> str:
     """The feature-cache key of an encoder config, without building the model."""
     name, resize, size = _settings(cfg)
@@ -430,6 +418,6 @@ def build_image_encoder(cfg: dict, masked_input: bool = False) -> ImageEncoder:
     if _flip_suffix(cfg):
         model = with_flip_average(model)
     cache_key = f"{model_key}-{resize}{size}{_pooling_suffix(cfg)}{_flip_suffix(cfg)}{_view_suffix(cfg)}"
-    max_pixels, max_bytes = size_limits(cfg)
+    max_pixels, max_bytes = poster_size_limits(cfg)
     return ImageEncoder(name, model, size, resize, normalize, pad_value, cache_key=cache_key,
                         batch_size=cfg.get("batch_size", 64), max_pixels=max_pixels, max_bytes=max_bytes)

@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from movietitles.encoders.bert_export import DEFAULT_ENCODER_DIR, DEFAULT_PREPROCESS_DIR, is_default_handle
-from movietitles.naming import finetuned_text_encoder_name
 
 POOLINGS = ("mean", "cls", "pooled")
 FINETUNE_POOLINGS = ("mean", "cls")  # "pooled" reads a dense layer that fine-tuning does not train
@@ -77,25 +76,6 @@ def finetune_settings(cfg: dict) -> dict | None:
     if not (isinstance(settings["epochs"], int) and settings["epochs"] >= 1):
         raise ValueError(f"encoders.text.finetune.epochs must be a positive integer, got {settings['epochs']!r}")
     return {**settings, "pooling": pooling}
-
-
-def finetuned_encoder_dir(config: dict) -> Path:
-    """Where the genre-fine-tuned MiniLM of this config lives: named by everything that shapes it."""
-    text = config["encoders"]["text"]
-    return Path(text["handle"]).parent.parent / finetuned_text_encoder_name(config, finetune_settings(text)) / "encoder"
-
-
-def text_encoder_config(config: dict, must_exist: bool = True) -> dict:
-    """config["encoders"]["text"] as features, training and export use it: with `finetune` on, the handle is
-    the fine-tuned encoder, which `python -m movietitles.train` makes (an error names that command if it is missing)."""
-    cfg = config["encoders"]["text"]
-    if finetune_settings(cfg) is None:
-        return cfg
-    handle = finetuned_encoder_dir(config)
-    if must_exist and not handle.is_dir():
-        raise FileNotFoundError(f"no fine-tuned text encoder {handle} for this config (encoders.text.finetune): make it "
-                                f"with `python -m movietitles.train --task title` and the same --config/--set options")
-    return {**cfg, "handle": str(handle), "finetune": None}
 
 
 def text_cache_key(cfg: dict) -> str:

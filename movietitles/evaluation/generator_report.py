@@ -59,9 +59,9 @@ def text_table(header: list[str], rows: list[list]) -> str:
 def evaluation_set(config: dict, tokenizer, data_root: str | None):
     if data_root is None:
         return poster_titles(config, "test", tokenizer), "test split"
+    from movietitles.artefacts import ensure_features
     from movietitles.evaluation.other_data import ensure_prepared, other_dataset_config
     from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
-    from movietitles.features.ensure import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)

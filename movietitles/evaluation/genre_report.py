@@ -21,6 +21,7 @@ from movietitles.evaluation.thresholds import STRATEGIES
 from movietitles.features.pipeline import Features
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
+from movietitles.settings import genre_hparams
 from movietitles.tensorboard_logs import log_evaluation
 
 
@@ -97,8 +98,8 @@ def write_genre_evaluation(e: GenreEvaluation, run_dir: Path, seconds: float) ->
     gallery = gallery_records(test.movies, test.labels, {r: e.test_scores[r] for r in dict.fromkeys(e.main_rows)},
                               e.predictions, genres, main_row=e.headline, seed=config["seed"])
     write_html_report(run_dir, payload, plots, gallery, "Genre prediction results")
-    log_evaluation(run_dir, config, test.labels, e.test_scores, e.results, genres, e.test_description,
-                   {row: None if e.data_root else run for row, run in e.runs.items()})
+    log_evaluation(run_dir, genre_hparams(config, ""), test.labels, e.test_scores, e.results, genres,
+                   e.test_description, {row: None if e.data_root else run for row, run in e.runs.items()})
     row_scores = {**e.test_scores, **{row: e.test_scores[row.removesuffix(" @0.5")] for row in e.fixed_rows}}
     write_predictions(run_dir, predictions_table(test.movies, test.labels, genres, e.order, e.predictions, row_scores))
     atomic_write_text(run_dir / "thresholds.json", json.dumps(

@@ -24,11 +24,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from movietitles.artefacts import feature_store
 from movietitles.config import with_overrides
 from movietitles.data.dataset import load_prepared
 from movietitles.features.extract import POSTER, TITLE
 from movietitles.features.pipeline import Features, load_split
 from movietitles.io import atomic_write_text
+from movietitles.settings import DataSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +42,16 @@ def other_dataset_config(config: dict, data_root: str | Path) -> dict:
     root = Path(data_root).resolve()
     key = hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:10]
     prepared_dir = str(Path(config["data"]["prepared_dir"]).parent / f"eval-{root.name}-{key}")
-    from movietitles.encoders.text import text_encoder_config
+    from movietitles.artefacts import text_encoder_settings
 
     # The encoders are those of the trained models: a genre-fine-tuned text encoder is pinned, not made anew.
     return with_overrides(config, {"data.root": str(data_root), "data.prepared_dir": prepared_dir,
                                    "features.cache_dir": f"{prepared_dir}/features",
-                                   "encoders.text": text_encoder_config(config, must_exist=False)})
+                                   "encoders.text": text_encoder_settings(config, must_exist=False)})
 
 
 def source_fingerprint(config: dict) -> dict:
     """What the prepared copy was made from: the files under data.root (path, size, mtime) and the settings."""
-    from movietitles.data.prepare import poster_limits
-
     root = Path(config["data"]["root"]).resolve()
     files = sorted(p for p in root.rglob("*") if p.is_file())
     digest = hashlib.sha256()
@@ -59,7 +59,8 @@ def source_fingerprint(config: dict) -> dict:
         status = path.stat()
         digest.update(f"{path.relative_to(root)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode("utf-8"))
     settings = {k: v for k, v in config["data"].items() if k not in ("root", "prepared_dir")}
-    digest.update(yaml.safe_dump([settings, poster_limits(config)], sort_keys=True).encode("utf-8"))
+    limits = DataSettings.from_config(config).poster_limits
+    digest.update(yaml.safe_dump([settings, limits], sort_keys=True).encode("utf-8"))
     return {"root": str(root), "files": len(files), "fingerprint": digest.hexdigest()}
 
 
@@ -75,7 +76,7 @@ def ensure_prepared(other: dict) -> None:
         log.info("%s changed since %s was prepared: preparing it again", fingerprint["root"], prepared)
     if prepared.exists():
         shutil.rmtree(prepared)  # the stale copy and its feature cache
-    print("\n".join(prepare(other).lines()))
+    print("\n".join(prepare(DataSettings.from_config(other)).lines()))
     atomic_write_text(marker, json.dumps(fingerprint, indent=2))  # last: a crash before it re-prepares
 
 
@@ -108,13 +109,13 @@ def load_target(config: dict, data_root: str | None, keep_overlap: bool = False,
     """(the movies to evaluate on, with the `kinds` of features, their description, the overlap summary for the
     report or None)."""
     if data_root is None:
-        return load_split(config, "test", kinds), "test split", None
-    from movietitles.features.ensure import ensure_features
+        return load_split(feature_store(config), "test", kinds), "test split", None
+    from movietitles.artefacts import ensure_features
 
     other = other_dataset_config(config, data_root)
     ensure_prepared(other)
     ensure_features(other, kinds)
-    target = load_split(other, "all", kinds)
+    target = load_split(feature_store(other), "all", kinds)
     overlap = training_overlap(config, target.movies)
     shared = overlap.any(axis=1).to_numpy()
     summary = {"films": len(target), **{k: int(v.sum()) for k, v in overlap.items()},

@@ -12,7 +12,7 @@ words beyond the title and the picture.
 
 from __future__ import annotations
 
-
+from movietitles.artefacts import feature_store
 from movietitles.evaluation import baselines, late_fusion
 from movietitles.evaluation.report import signed_interval
 from movietitles.features.pipeline import Features, poster_word_strings
@@ -24,7 +24,7 @@ ALL_ROW = "late fusion: learned, title + poster picture + poster words"
 
 def word_strings(config: dict, features: Features) -> list[str]:
     """Each movie's poster text (the OCR cache of `config`'s dataset) as one string."""
-    return poster_word_strings(config, features.movies).tolist()
+    return poster_word_strings(feature_store(config), features.movies).tolist()
 
 
 def poster_text_scores(config: dict, target_config: dict, train: Features, val: Features, test: Features,

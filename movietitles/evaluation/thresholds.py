@@ -20,8 +20,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_curve
 
+from movietitles.settings import THRESHOLD_STRATEGIES
+
 DEFAULT_THRESHOLD = 0.5
-STRATEGIES = ("per_genre", "global", "shrunk", "joint")
+STRATEGIES = THRESHOLD_STRATEGIES
 
 
 def check_labels(y_true: np.ndarray, name: str = "y_true") -> np.ndarray:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from movietitles.artefacts import feature_store
 from movietitles.cli import add_common_arguments, entry_point
 from movietitles.config import config_from_args, write_config
-from movietitles.log import setup_logging
 from movietitles.features.extract import KINDS, POSTER, TITLE, extract_features
+from movietitles.log import setup_logging
 from movietitles.training.text_finetune import ensure_finetuned_text_encoder
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     if TITLE in args.kinds:
         ensure_finetuned_text_encoder(config)  # encoders.text.finetune: the title features read the fine-tuned encoder
-    for directory in extract_features(config, args.kinds, args.shard, args.num_shards).values():
+    for directory in extract_features(feature_store(config), args.kinds, args.shard, args.num_shards).values():
         write_config(config, directory)
     return 0
 

@@ -1,8 +1,10 @@
-"""Compute title and poster embeddings, and the text read on posters, once per encoder into the feature cache."""
+"""Compute title and poster embeddings, and the text read on posters, once per encoder into the feature cache
+(`FeatureStore`: where the caches of one prepared dataset live, and the encoder settings of each kind)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +39,44 @@ def row_contents(kind: str, rows: pd.DataFrame) -> list[str]:
     return [digest[:16] for digest in rows["poster_sha256"]]
 
 
-def open_cache(config: dict, kind: str, cache_key: str, rows: pd.DataFrame) -> FeatureCache:
-    features = config["features"]
-    cache_type = RecordCache if kind == POSTER_TEXT else FeatureCache
-    return cache_type.open(features["cache_dir"], kind, cache_key, rows["id"].tolist(), features["chunk_size"],
-                           row_contents(kind, rows))
+@dataclass(frozen=True)
+class FeatureStore:
+    """`movietitles.artefacts.feature_store(config)` makes one from a configuration.
+
+    `text_encoder`, `image_encoder` and `ocr`: the encoders' sections (`encoders.text` as features use it: with
+    `finetune` on, the fine-tuned encoder's folder). `text_encoder_missing`: why that folder cannot be used yet
+    ("" when it can), raised when title features are computed.
+    """
+
+    prepared_dir: Path
+    cache_dir: Path
+    chunk_size: int
+    text_encoder: dict
+    image_encoder: dict
+    ocr: dict
+    text_encoder_missing: str = ""
+
+    def key(self, kind: str) -> str:
+        """The cache key of a feature kind: its encoder's settings, named by the encoder (without building it)."""
+        if kind == TITLE:
+            from movietitles.encoders.text import text_cache_key
+
+            return text_cache_key(self.text_encoder)
+        if kind == POSTER_TEXT:
+            from movietitles.encoders.ocr import poster_text_cache_key
+
+            return poster_text_cache_key(self.ocr)
+        if kind == POSTER:
+            from movietitles.encoders.image import image_cache_key
+
+            return image_cache_key(self.image_encoder)
+        raise ValueError(f"unknown feature kind {kind!r}; expected one of {KINDS}")
+
+    def open(self, kind: str, rows: pd.DataFrame, cache_key: str | None = None) -> FeatureCache:
+        """The `kind` cache of `rows` (its key: `cache_key`, else `key(kind)`)."""
+        cache_type = RecordCache if kind == POSTER_TEXT else FeatureCache
+        return cache_type.open(self.cache_dir, kind, cache_key or self.key(kind), rows["id"].tolist(),
+                               self.chunk_size, row_contents(kind, rows))
 
 
 def embed_posters(encoder, paths: list[str], batch_size: int, images: list[bytes] | None = None) -> np.ndarray:
@@ -99,12 +134,11 @@ def fill_cache(cache: FeatureCache, embed_rows, description: str, shard: int = 0
     return complete
 
 
-def _masked_images(config: dict, rows: pd.DataFrame, paths: list[str]):
+def _masked_images(store: FeatureStore, rows: pd.DataFrame, paths: list[str]):
     """For the text_masked view: rows -> the posters with their OCR'd text inpainted (PNG bytes)."""
-    from movietitles.encoders.ocr import poster_text_cache_key
     from movietitles.encoders.text_mask import masked_poster_png
 
-    records = open_cache(config, POSTER_TEXT, poster_text_cache_key(config["encoders"]["ocr"]), rows).load()
+    records = store.open(POSTER_TEXT, rows).load()
     lines = pd.Series(records, dtype=object).to_numpy()  # one list per poster, indexable like `paths`
     return lambda r: [masked_poster_png(path, text) for path, text in zip(paths[r], lines[r])]
 
@@ -122,22 +156,25 @@ def write_poster_text_coverage(path: Path, movies: pd.DataFrame, lines_per_poste
              path)
 
 
-def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_shards: int = 1) -> dict[str, Path]:
+def extract_features(store: FeatureStore, kinds=(TITLE, POSTER), shard: int = 0,
+                     num_shards: int = 1) -> dict[str, Path]:
     """Fill the title, poster and/or poster-text caches of the prepared dataset. Returns the cache directories."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"--shard must be in [0, {num_shards}), got {shard}")
-    prepared = load_prepared(config["data"]["prepared_dir"])
+    prepared = load_prepared(store.prepared_dir)
     directories = {}
     if TITLE in kinds:
         from movietitles.encoders.bert_export import ensure_default_text_models
-        from movietitles.encoders.text import build_text_encoder, text_encoder_config
+        from movietitles.encoders.text import build_text_encoder
 
-        text_cfg = text_encoder_config(config)
+        if store.text_encoder_missing:
+            raise FileNotFoundError(store.text_encoder_missing)
+        text_cfg = store.text_encoder
         ensure_default_text_models(text_cfg)
         encoder = build_text_encoder(text_cfg)
         rows = title_rows(prepared.movies)
         titles = rows["title"].to_numpy(object)  # indexable by a slice or by indices
-        cache = open_cache(config, TITLE, encoder.cache_key, rows)
+        cache = store.open(TITLE, rows, encoder.cache_key)
         # TextEncoder.embed batches titles of similar length, so per-batch padding pads little.
         fill_cache(cache, lambda r: encoder.embed(titles[r].tolist()), f"titles ({encoder.cache_key})",
                    shard, num_shards, {**runtime_info(), "batch_size": encoder.batch_size})
@@ -145,13 +182,13 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
     if POSTER in kinds:
         from movietitles.encoders.image import build_image_encoder
 
-        image_cfg = config["encoders"]["image"]
+        image_cfg = store.image_encoder
         masked = image_cfg.get("view", "full") == "text_masked"
         encoder = build_image_encoder(image_cfg, masked_input=masked)
         rows = poster_rows(prepared.movies)
         paths = rows["poster"].to_numpy(object)
-        cache = open_cache(config, POSTER, encoder.cache_key, rows)
-        images = (lambda r: None) if not masked else _masked_images(config, rows, paths)
+        cache = store.open(POSTER, rows, encoder.cache_key)
+        images = (lambda r: None) if not masked else _masked_images(store, rows, paths)
         fill_cache(cache, lambda r: embed_posters(encoder, paths[r].tolist(), image_cfg["batch_size"], images(r)),
                    f"posters ({encoder.cache_key})", shard, num_shards,
                    {**runtime_info(), "batch_size": image_cfg["batch_size"]})
@@ -159,10 +196,10 @@ def extract_features(config: dict, kinds=(TITLE, POSTER), shard: int = 0, num_sh
     if POSTER_TEXT in kinds:
         from movietitles.encoders.ocr import PosterTextReader
 
-        reader = PosterTextReader(config["encoders"]["ocr"])
+        reader = PosterTextReader(store.ocr)
         rows = poster_rows(prepared.movies)
         paths = rows["poster"].to_numpy(object)
-        cache = open_cache(config, POSTER_TEXT, reader.cache_key, rows)
+        cache = store.open(POSTER_TEXT, rows, reader.cache_key)
         try:
             if fill_cache(cache, lambda r: reader.read_files(paths[r].tolist()), f"poster text ({reader.cache_key})",
                           shard, num_shards, runtime_info()):

@@ -9,22 +9,7 @@ import pandas as pd
 import tensorflow as tf
 
 from movietitles.data.dataset import SPLITS, label_matrix, load_prepared
-from movietitles.features.cache import FeatureCache
-from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE, open_cache, poster_rows, title_rows
-
-
-def cache_key(config: dict, kind: str) -> str:
-    if kind == TITLE:
-        from movietitles.encoders.text import text_cache_key, text_encoder_config
-
-        return text_cache_key(text_encoder_config(config, must_exist=False))
-    if kind == POSTER_TEXT:
-        from movietitles.encoders.ocr import poster_text_cache_key
-
-        return poster_text_cache_key(config["encoders"]["ocr"])
-    from movietitles.encoders.image import image_cache_key
-
-    return image_cache_key(config["encoders"]["image"])
+from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE, FeatureStore, poster_rows, title_rows
 
 
 @dataclass
@@ -40,15 +25,11 @@ class Features:
         return len(self.movies)
 
 
-def _cached(config: dict, kind: str, rows: pd.DataFrame) -> FeatureCache:
-    return open_cache(config, kind, cache_key(config, kind), rows)
-
-
-def poster_text(config: dict, ids) -> list[list[dict]]:
+def poster_text(store: FeatureStore, ids) -> list[list[dict]]:
     """The OCR lines of each poster id (`python -m movietitles.features --kinds poster_text` caches them)."""
-    movies = load_prepared(config["data"]["prepared_dir"]).movies
+    movies = load_prepared(store.prepared_dir).movies
     rows = poster_rows(movies)
-    records = _cached(config, POSTER_TEXT, rows).load()
+    records = store.open(POSTER_TEXT, rows).load()
     position = dict(zip(rows["id"], range(len(rows))))
     missing = [i for i in ids if i not in position]
     if missing:
@@ -56,19 +37,19 @@ def poster_text(config: dict, ids) -> list[list[dict]]:
     return [records[position[i]] for i in ids]
 
 
-def poster_word_strings(config: dict, movies: pd.DataFrame) -> np.ndarray:
+def poster_word_strings(store: FeatureStore, movies: pd.DataFrame) -> np.ndarray:
     """Each movie's poster text as one string (`encoders.ocr.poster_words`: largest lettering first), "" for a
     movie without a poster."""
     from movietitles.encoders.ocr import poster_words
 
     with_poster = movies["has_poster"].to_numpy(dtype=bool)
     words = np.full(len(movies), "", dtype=object)
-    lines = poster_text(config, movies["id"][with_poster].tolist()) if with_poster.any() else []
+    lines = poster_text(store, movies["id"][with_poster].tolist()) if with_poster.any() else []
     words[with_poster] = [poster_words(poster_lines) for poster_lines in lines]
     return words.astype(str)
 
 
-def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: bool = True,
+def load_split(store: FeatureStore, split: str, inputs=(TITLE, POSTER), labelled_only: bool = True,
                require_poster: bool | None = None) -> Features:
     """The movies of `split` that have every requested input (and labels), with their cached embeddings
     (and, with POSTER_TEXT among `inputs`, each poster's text as one string, "" without a poster).
@@ -80,7 +61,7 @@ def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: 
     """
     if split not in SPLITS + ("all",):
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'all'")
-    prepared = load_prepared(config["data"]["prepared_dir"])
+    prepared = load_prepared(store.prepared_dir)
     movies = prepared.movies
     selected = (movies["split"] == split) | (split == "all")
     if labelled_only:
@@ -93,13 +74,13 @@ def load_split(config: dict, split: str, inputs=(TITLE, POSTER), labelled_only: 
     for kind, rows in ((TITLE, title_rows(movies)), (POSTER, poster_rows(movies))):
         if kind not in inputs:
             continue
-        table = _cached(config, kind, rows).load()
+        table = store.open(kind, rows).load()
         found = pd.Series(np.arange(len(rows)), index=rows["id"].to_numpy()).reindex(chosen["id"].to_numpy())
         present = found.notna().to_numpy()
         arrays[kind] = np.zeros((len(chosen), table.shape[1]), np.float32)  # zeros: no poster
         arrays[kind][present] = table[found[present].to_numpy(dtype=np.int64)]
     if POSTER_TEXT in inputs:
-        arrays[POSTER_TEXT] = poster_word_strings(config, chosen)
+        arrays[POSTER_TEXT] = poster_word_strings(store, chosen)
     return Features(chosen.reset_index(drop=True), prepared.genres, arrays, label_matrix(chosen, prepared.genres))
 
 

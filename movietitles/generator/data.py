@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from movietitles.artefacts import feature_store
 from movietitles.config import enabled_section
 from movietitles.encoders.ocr import poster_words
 from movietitles.features.extract import POSTER
@@ -135,10 +136,10 @@ def poster_text_ids(lines_per_poster: list[list[dict]], tokenizer: TitleTokenize
 def poster_titles(config: dict, split: str, tokenizer: TitleTokenizer) -> TitleSet:
     """Movies of `split` that have a poster (labelled or not), with their cached poster vectors (and the ids of
     their poster text when the generator reads it)."""
-    features = load_split(config, split, (POSTER,), labelled_only=False)
+    features = load_split(feature_store(config), split, (POSTER,), labelled_only=False)
     text_cfg, text = enabled_section(config["generator"], "poster_text"), None
     if text_cfg:
-        text = poster_text_ids(poster_text(config, features.movies["id"].tolist()), tokenizer, text_cfg)
+        text = poster_text_ids(poster_text(feature_store(config), features.movies["id"].tolist()), tokenizer, text_cfg)
     return _title_set(features.movies, features.genres, features.inputs[POSTER], features.labels, tokenizer, text)
 
 
@@ -147,7 +148,7 @@ def title_corpus(config: dict, tokenizer: TitleTokenizer, poster_dim: int) -> Ti
 
     Only the train split: validation and test titles never reach the decoder.
     """
-    features = load_split(config, "train", (), labelled_only=False, require_poster=False)
+    features = load_split(feature_store(config), "train", (), labelled_only=False, require_poster=False)
     keep = ~features.movies["has_poster"].to_numpy()
     movies = features.movies[keep].reset_index(drop=True)
     text_cfg, text = enabled_section(config["generator"], "poster_text"), None

@@ -39,7 +39,7 @@ def genre_model_config(config: dict) -> dict:
     if config["encoders"]["image"].get("pooling") == "grid":
         config = with_overrides(config, {"encoders.image.pooling": "multi_depth"})
     if config["genre"]["models"]["poster"].get("poster_text"):
-        from movietitles.models.genre_runs import without_poster_text
+        from movietitles.artefacts import without_poster_text
 
         config = without_poster_text(config, "poster")
     return config
@@ -50,7 +50,7 @@ def run_directory(config: dict) -> Path:
     resumes) it. The poster features count by their cache key, as in genre runs."""
     poster_genre_run = None
     if config["generator"].get("predicted_genres"):  # the poster genre model inside the decoder, by its run
-        from movietitles.models.genre_runs import run_directory as genre_run_directory
+        from movietitles.artefacts import run_directory as genre_run_directory
 
         poster_genre_run = genre_run_directory(genre_model_config(config), "poster").name
     name = generator_run_name(config, image_cache_key(config["encoders"]["image"]), poster_genre_run)

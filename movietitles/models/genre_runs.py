@@ -1,6 +1,6 @@
 """Trained genre models on disk: a run is `<genre.runs_dir>/<task>-<config hash>/`, named by what
-shapes the model, so the same command finds (and resumes) its run. Training writes runs
-(`movietitles.training.genre`); evaluation and serving read them from here.
+shapes the model (`movietitles.artefacts.run_directory`), so the same command finds (and resumes) its run.
+Training writes runs (`movietitles.training.genre`); evaluation and serving read them from here.
 """
 
 from __future__ import annotations
@@ -12,51 +12,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from movietitles.config import with_overrides
-from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
-from movietitles.features.pipeline import Features, cache_key
-from movietitles.models.genre import TITLE_TEXT
+from movietitles.artefacts import GENRE_TASKS, SUMMARY_FILE  # noqa: F401 (what a run is, kept beside its readers)
+from movietitles.features.pipeline import Features
 from movietitles.io import read_written
-from movietitles.naming import genre_run_name
+from movietitles.models.genre import TITLE_TEXT
 
-GENRE_TASKS = {"title": (TITLE,), "poster": (POSTER,), "fusion": (TITLE, POSTER)}
-MODEL_FILE, THRESHOLDS_FILE, SUMMARY_FILE = "model.keras", "thresholds.json", "summary.json"
-
-
-def task_inputs(config: dict, task: str) -> tuple[str, ...]:
-    """The cached features a task's model reads: its embeddings, and the poster's OCR text where
-    `genre.models.<task>.poster_text` is on."""
-    if task not in GENRE_TASKS:
-        raise ValueError(f"unknown genre model {task!r}; expected one of {sorted(GENRE_TASKS)}")
-    reads_text = config["genre"]["models"][task].get("poster_text", False)
-    if reads_text and POSTER not in GENRE_TASKS[task]:
-        raise ValueError(f"genre.models.{task}.poster_text: only a model that reads the poster (poster, fusion) "
-                         "reads its text")
-    return GENRE_TASKS[task] + ((POSTER_TEXT,) if reads_text else ())
-
-
-def without_poster_text(config: dict, task: str) -> dict:
-    """`config` with the task's model reading the picture only (`genre.models.<task>.poster_text` off)."""
-    return with_overrides(config, {f"genre.models.{task}.poster_text": False})
-
-
-def run_directory(config: dict, task: str) -> Path:
-    """Named by what shapes the model (movietitles.naming), so re-running a command finds (and resumes) its run.
-    The features the task reads count by their cache keys: a new image encoder does not retrain the title model,
-    and settings that change no feature (batch sizes, input limits) retrain nothing."""
-    features = {kind: cache_key(config, kind) for kind in task_inputs(config, task)}
-    return Path(config["genre"]["runs_dir"]) / genre_run_name(config, task, features)
-
-
-def finished_run(config: dict, task: str) -> Path:
-    """The task's finished training run of this config, or an error naming the command that trains it."""
-    if task not in GENRE_TASKS:
-        raise ValueError(f"unknown genre model {task!r}; expected one of {sorted(GENRE_TASKS)}")
-    run_dir = run_directory(config, task)
-    if not (run_dir / SUMMARY_FILE).exists():
-        raise FileNotFoundError(f"no trained {task} genre model for this config (expected {run_dir}): train it with "
-                                f"`python -m movietitles.train --task {task}` and the same --config/--set options")
-    return run_dir
+MODEL_FILE, THRESHOLDS_FILE = "model.keras", "thresholds.json"
 
 
 def load_genre_run(run_dir: Path) -> tuple[keras.Model, np.ndarray, dict]:
@@ -87,7 +48,7 @@ def model_inputs(model: keras.Model, features: Features) -> dict[str, np.ndarray
             return features.movies["title"].to_numpy(dtype=str)
         if name not in features.inputs:
             raise ValueError(f"the model reads {name!r}, which these features lack (load them with it: "
-                             f"load_split(..., inputs=task_inputs(config, task)))")
+                             f"load_split(store, split, task_inputs(config, task)))")
         return features.inputs[name]
 
     return {tensor.name: column(tensor.name) for tensor in model.inputs}

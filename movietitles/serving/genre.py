@@ -40,11 +40,12 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from movietitles.artefacts import finished_run
 from movietitles.data.download import IMAGE_MAGIC, JPEG_MAGIC, PNG_MAGIC
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.io import directory_in_progress
 from movietitles.models.genre import TITLE_TEXT
-from movietitles.models.genre_runs import GENRE_TASKS, finished_run, genre_names, load_genre_run
+from movietitles.models.genre_runs import GENRE_TASKS, genre_names, load_genre_run
 
 log = logging.getLogger(__name__)
 
@@ -372,11 +373,12 @@ def export_genre_models(config: dict, tasks=tuple(GENRE_TASKS), out_dir: str | P
     run_dirs = {task: finished_run(config, task) for task in tasks}  # every run checked before any work
     kinds = {kind for task in tasks for kind in GENRE_TASKS[task]}
     if TITLE in kinds and text_encoder is None:
+        from movietitles.artefacts import text_encoder_settings
         from movietitles.encoders.bert_export import ensure_default_text_models
-        from movietitles.encoders.text import build_text_encoder, text_encoder_config
+        from movietitles.encoders.text import build_text_encoder
 
         ensure_default_text_models(config["encoders"]["text"])
-        text_encoder = build_text_encoder(text_encoder_config(config))
+        text_encoder = build_text_encoder(text_encoder_settings(config))
     if POSTER in kinds and image_encoder is None:
         from movietitles.encoders.image import build_image_encoder
 

@@ -145,7 +145,7 @@ def generator_feature_kinds(config: dict) -> tuple[str, ...]:
 def poster_genre_model(config: dict) -> keras.Model:
     """The config's poster genre model (poster vector -> genre probabilities), trained first when missing; for
     `generator.predicted_genres`."""
-    from movietitles.features.ensure import ensure_features
+    from movietitles.artefacts import ensure_features
     from movietitles.features.extract import POSTER
     from movietitles.models.genre_runs import load_genre_run
     from movietitles.training.genre import train_genre_model
@@ -166,7 +166,7 @@ def train_generator(config: dict, fresh: bool = False) -> Path:
         log.info("title generator already trained in %s (use --fresh to retrain)", run_dir)
         return run_dir
     started = time.perf_counter()
-    from movietitles.features.ensure import ensure_features
+    from movietitles.artefacts import ensure_features
 
     ensure_features(config, generator_feature_kinds(config))
     keras.utils.set_random_seed(config["seed"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from movietitles.artefacts import feature_store, run_directory, task_inputs
 from movietitles.config import with_overrides, write_config
 from movietitles.evaluation.thresholds import fit_thresholds, out_of_sample_f1
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
@@ -28,11 +29,11 @@ from movietitles.features.pipeline import Features, load_split, make_dataset
 from movietitles.io import atomic_save_model, atomic_write_text
 from movietitles.models.genre import TITLE_TEXT, WeightedBinaryCrossentropy, build_genre_model, positive_weights
 from movietitles.models.genre_runs import (
-    MODEL_FILE, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, model_inputs, predict_scores, run_directory,
-    task_inputs)
+    MODEL_FILE, SUMMARY_FILE, THRESHOLDS_FILE, load_genre_run, model_inputs, predict_scores)
+from movietitles.settings import GenreSettings, ThresholdSettings, genre_hparams
 from movietitles.tensorboard_logs import log_genre_run
 from movietitles.training.distribute import is_chief, make_strategy
-from movietitles.training.loop import check_monitor, train_loop
+from movietitles.training.loop import train_loop
 from movietitles.training.title_task import pop_finetune_settings, prepare_title_task
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 def evaluation_features(config: dict, split: str, task: str) -> Features:
     """Validation and test rows are the same movies for every model: labelled, with a poster."""
     kinds = task_inputs(config, task)
-    features = load_split(config, split, (TITLE, POSTER, *kinds))
+    features = load_split(feature_store(config), split, (TITLE, POSTER, *kinds))
     features.inputs = {name: features.inputs[name] for name in kinds}
     return features
 
@@ -60,14 +61,14 @@ def train_genre_model(config: dict, task: str, strategy=None, fresh: bool = Fals
     With `genre.models.<task>.ensemble: N` > 1, the run is an ensemble (`train_ensemble`); otherwise one model
     (`train_one_model`).
     """
-    check_monitor(config["genre"]["monitor"])
+    genre = GenreSettings.from_config(config)  # checked before any work
     run_dir = run_directory(config, task)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     if (run_dir / SUMMARY_FILE).exists():
         log.info("%s model already trained in %s (use --fresh to retrain)", task, run_dir)
         return run_dir
-    size = config["genre"]["models"][task].get("ensemble", 1)
+    size = genre.models[task].get("ensemble", 1)
     if size > 1:
         return train_ensemble(config, task, size, strategy, fresh)
     return train_one_model(config, task, run_dir, strategy)
@@ -93,8 +94,8 @@ def warm_start_model(config: dict, task: str, strategy=None) -> keras.Model:
 def train_one_model(config: dict, task: str, run_dir: Path, strategy=None) -> Path:
     """One Keras model: built on the training split's features (or, fine-tuning its title encoder, the title task of
     `training.title_task`), trained with early stopping on validation, saved with its thresholds, logs and summary."""
-    gcfg = config["genre"]
-    architecture = dict(gcfg["models"][task])
+    genre = GenreSettings.from_config(config)
+    architecture = dict(genre.models[task])
     text_channel = architecture.pop("text_channel", False)
     architecture.pop("ensemble", None)
     architecture.pop("poster_text", None)  # read from the features: task_inputs
@@ -104,20 +105,17 @@ def train_one_model(config: dict, task: str, run_dir: Path, strategy=None) -> Pa
     keras.utils.set_random_seed(config["seed"])
 
     # The title corpus (title-only movies) trains the title model, and a fusion model that can do without a poster.
-    corpus = gcfg["title_corpus"] and (task == "title" or architecture.get("modality_logits", False))
-    train = load_split(config, "train", task_inputs(config, task), require_poster=not corpus)
+    corpus = genre.title_corpus and (task == "title" or architecture.get("modality_logits", False))
+    train = load_split(feature_store(config), "train", task_inputs(config, task), require_poster=not corpus)
     val = evaluation_features(config, "validation", task)
     log.info("%s model: %d training movies, %d validation movies", task, len(train), len(val))
 
-    imbalance = gcfg["imbalance"]
-    if imbalance not in ("pos_weight", "sample_weight", "none"):
-        raise ValueError(f"genre.imbalance must be pos_weight, sample_weight or none, got {imbalance!r}")
     strategy = strategy or make_strategy("default")
-    weights = (example_weights(train.labels, gcfg["max_pos_weight"]) if imbalance == "sample_weight"
+    weights = (example_weights(train.labels, genre.max_pos_weight) if genre.imbalance == "sample_weight"
                else np.ones(len(train), np.float32))
     with strategy.scope():
-        loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, gcfg["max_pos_weight"]), reduction=None)
-                if imbalance == "pos_weight" else keras.losses.BinaryCrossentropy(reduction=None))
+        loss = (WeightedBinaryCrossentropy(positive_weights(train.labels, genre.max_pos_weight), reduction=None)
+                if genre.imbalance == "pos_weight" else keras.losses.BinaryCrossentropy(reduction=None))
     name = f"{task}_genres_{config['seed']}"
     if finetune:  # one model from raw titles; it trains on the frozen layers' token states
         parts = prepare_title_task(config, train, val, architecture, finetune, text_channel, weights, strategy, name,
@@ -128,24 +126,24 @@ def train_one_model(config: dict, task: str, run_dir: Path, strategy=None) -> Pa
         inputs = {**train.inputs, **({TITLE_TEXT: train.movies["title"].to_numpy(dtype=str)} if text_channel else {})}
         with strategy.scope():
             model = train_model = build_genre_model(inputs, train.genres, name=name, **architecture)
-            optimizer = keras.optimizers.AdamW(gcfg["learning_rate"], weight_decay=gcfg["weight_decay"])
-        train_ds = make_dataset(train, gcfg["batch_size"], shuffle=True, seed=config["seed"], sample_weight=weights,
+            optimizer = keras.optimizers.AdamW(genre.learning_rate, weight_decay=genre.weight_decay)
+        train_ds = make_dataset(train, genre.batch_size, shuffle=True, seed=config["seed"], sample_weight=weights,
                                 with_text=text_channel)
         val_inputs, on_epoch_start = model_inputs(model, val), None
     write_config(config, out_dir)
     result = train_loop(train_model, optimizer, loss, train_ds, val_inputs, val.labels, strategy, out_dir,
-                        epochs=gcfg["epochs"], patience=gcfg["patience"], global_batch_size=gcfg["batch_size"],
-                        monitor=gcfg["monitor"], on_epoch_start=on_epoch_start,
+                        epochs=genre.epochs, patience=genre.patience, global_batch_size=genre.batch_size,
+                        monitor=genre.monitor, on_epoch_start=on_epoch_start,
                         # The validation halvings of the config's seed, as the evaluation scores this model.
-                        thresholds={**gcfg["thresholds"], "seed": config["seed"]})
+                        thresholds=genre.thresholds.out_of_sample(config["seed"]))
     atomic_save_model(model, out_dir / MODEL_FILE)
     if not is_chief():
         return out_dir
 
     scores = predict_scores(model, model_inputs(model, val))
-    thresholds = save_thresholds(out_dir, val, scores, gcfg["thresholds"])
-    log_genre_run(out_dir / "logs", config, task, val.movies, val.labels, scores, thresholds, train.genres,
-                  {name: v for name, v in val.inputs.items() if name != POSTER_TEXT},  # embeddings only
+    thresholds = save_thresholds(out_dir, val, scores, genre.thresholds)
+    log_genre_run(out_dir / "logs", genre_hparams(config, task), task, val.movies, val.labels, scores, thresholds,
+                  train.genres, {name: v for name, v in val.inputs.items() if name != POSTER_TEXT},  # embeddings only
                   best_epoch=max(result.best_epoch, 0))
     summary = {
         "task": task,
@@ -155,8 +153,8 @@ def train_one_model(config: dict, task: str, run_dir: Path, strategy=None) -> Pa
         "validation_movies": len(val),
         "epochs_in_last_session": result.epochs_in_this_session,  # fewer when a run resumed
         "best_epoch": result.best_epoch + 1,
-        f"best_{gcfg['monitor']}": result.best_score,
-        "imbalance": imbalance,
+        f"best_{genre.monitor}": result.best_score,
+        "imbalance": genre.imbalance,
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
     }
@@ -166,9 +164,9 @@ def train_one_model(config: dict, task: str, run_dir: Path, strategy=None) -> Pa
     return out_dir
 
 
-def save_thresholds(run_dir: Path, val: Features, scores: np.ndarray, threshold_cfg: dict) -> np.ndarray:
+def save_thresholds(run_dir: Path, val: Features, scores: np.ndarray, settings: ThresholdSettings) -> np.ndarray:
     """Per-genre thresholds fitted on the validation scores by the configured strategy, saved as JSON."""
-    thresholds = fit_thresholds(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["shrinkage"])
+    thresholds = fit_thresholds(val.labels, scores, settings.strategy, settings.shrinkage)
     atomic_write_text(run_dir / THRESHOLDS_FILE, json.dumps(dict(zip(val.genres, map(float, thresholds))), indent=2))
     return thresholds
 
@@ -182,18 +180,18 @@ def _average_members(config: dict, task: str, run_dir: Path, members: list[Path]
     ensemble = keras.Model(inputs, keras.layers.Average(name="genres")(outputs), name=f"{task}_genres_ensemble")
     val = evaluation_features(config, "validation", task)
     scores = predict_scores(ensemble, model_inputs(ensemble, val))
-    tcfg = config["genre"]["thresholds"]
+    thresholds = GenreSettings.from_config(config).thresholds
     write_config(config, run_dir)
     atomic_save_model(ensemble, run_dir / MODEL_FILE)
-    save_thresholds(run_dir, val, scores, tcfg)
+    save_thresholds(run_dir, val, scores, thresholds)
     member_summaries = [json.loads((member / SUMMARY_FILE).read_text()) for member in members]
     shared = ("task", "inputs", "training_movies", "training_title_only_movies", "validation_movies", "imbalance",
               "strategy", "replicas")
     summary = {**{k: member_summaries[0][k] for k in shared}, "members": [str(m) for m in members],
                "seeds": [config["seed"] + k for k in range(len(members))],
                "best_epoch": [m["best_epoch"] for m in member_summaries],
-               "validation_oos_macro_f1": out_of_sample_f1(val.labels, scores, tcfg["strategy"], tcfg["repeats"],
-                                                           config["seed"], shrinkage=tcfg["shrinkage"])["macro_f1"]}
+               "validation_oos_macro_f1": out_of_sample_f1(val.labels, scores,
+                                                           **thresholds.out_of_sample(config["seed"]))["macro_f1"]}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     log.info("%s ensemble of %d seeds: %s", task, len(members), run_dir)
     return run_dir

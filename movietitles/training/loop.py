@@ -18,6 +18,7 @@ import tensorflow as tf
 from sklearn.metrics import f1_score
 
 from movietitles.evaluation.thresholds import out_of_sample_f1, predict, tune_thresholds
+from movietitles.settings import MONITORS
 from movietitles.io import atomic_save_model
 from movietitles.models.genre_runs import predict_scores  # noqa: F401 (re-exported)
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 # Early-stopping scores; higher is better. Only val_oos_macro_f1 is both tuned like the model will be
 # used and scored on movies its thresholds were not tuned on.
-MONITORS = ("val_oos_macro_f1", "val_tuned_macro_f1", "val_macro_f1", "val_micro_f1")
 
 
 def seed_states(model: keras.Model) -> list:

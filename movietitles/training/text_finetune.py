@@ -7,7 +7,7 @@ The epoch kept is the best by out-of-sample validation macro-F1 (thresholds tune
 validation, scored on the other), like the genre models.
 
 The result is a TF-Hub-style encoder SavedModel beside the default one (`movietitles.encoders.text.
-finetuned_encoder_dir`), so the title features, the title and fusion models, and the exported graphs all
+finetuned_text_encoder_dir`), so the title features, the title and fusion models, and the exported graphs all
 read the fine-tuned encoder through the same TextEncoder. Interrupted runs resume from the last epoch.
 """
 
@@ -23,9 +23,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from movietitles.artefacts import feature_store, finetuned_text_encoder_dir
 from movietitles.config import write_config
 from movietitles.encoders.bert_export import ensure_default_text_models, load_minilm_backbone, save_bert_encoder
-from movietitles.encoders.text import finetune_settings, finetuned_encoder_dir, load_hub_model, pool_tokens
+from movietitles.encoders.text import finetune_settings, load_hub_model, pool_tokens
 from movietitles.evaluation.thresholds import out_of_sample_f1
 from movietitles.features.pipeline import load_split
 from movietitles.io import atomic_write_text
@@ -117,7 +118,7 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     settings = finetune_settings(config["encoders"]["text"])
     if settings is None:
         return None
-    target = finetuned_encoder_dir(config)
+    target = finetuned_text_encoder_dir(config)
     if target.exists():
         return target
     run_dir = target.parent
@@ -127,8 +128,8 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     ensure_default_text_models(config["encoders"]["text"])
     keras.utils.set_random_seed(settings["seed"])
     # The title model's training movies (the title corpus too, if it uses it); the evaluation's validation movies.
-    train = load_split(config, "train", (), require_poster=not gcfg["title_corpus"])
-    val = load_split(config, "validation", (), require_poster=True)
+    train = load_split(feature_store(config), "train", (), require_poster=not gcfg["title_corpus"])
+    val = load_split(feature_store(config), "validation", (), require_poster=True)
     backbone = load_minilm_backbone()
     preprocess = load_hub_model(config["encoders"]["text"]["preprocess_handle"], "text preprocess")
     n_layers = len(backbone.transformer_layers)
