@@ -40,7 +40,10 @@ class _NoProgress(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar of this process, however deep
+        os.environ["TQDM_DISABLE"] = "1"  # the bars of worker processes, which import tqdm afresh
+        import tqdm  # this process imported it already, and tqdm reads the variable on import only
+
+        tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
         setattr(namespace, self.dest, True)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from movietitles.artefacts import (
     ensure_features, feature_store, finished_run, run_directory, task_inputs, without_poster_text)
 from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
-from movietitles.config import config_from_args, with_overrides
+from movietitles.config import config_from_args, with_overrides, write_config
 from movietitles.encoders.text import finetune_settings
 from movietitles.evaluation import baselines, comparisons, late_fusion, poster_words
 from movietitles.evaluation.bootstrap import Bootstrap
@@ -41,6 +41,7 @@ from movietitles.features.pipeline import Features, load_split
 from movietitles.log import setup_logging
 from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE, load_genre_run, model_inputs, predict_scores
 from movietitles.naming import evaluation_name
+from movietitles.settings import genre_hparams
 
 log = logging.getLogger("movietitles.evaluate")
 
@@ -101,6 +102,7 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     started = time.perf_counter()
     evaluation = compute_genre_evaluation(config, data_root, keep_overlap)
     run_dir = evaluation_directory(config, data_root, keep_overlap)
+    write_config(config, run_dir)
     write_genre_evaluation(evaluation, run_dir, seconds=time.perf_counter() - started)
     log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)
     return run_dir
@@ -223,7 +225,8 @@ def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_ov
     answer += poster_words.model_answer_lines(boot, results, reading)
 
     return GenreEvaluation(
-        config=config, data_root=data_root, genres=genres, test=test, test_description=test_description,
+        seed=config["seed"], threshold_strategy=threshold_cfg["strategy"], hparams=genre_hparams(config, ""),
+        data_root=data_root, genres=genres, test=test, test_description=test_description,
         overlap=overlap, runs=runs, saw=saw, order=order, main_rows=[title, poster, headline, rows["fusion"]],
         headline=headline, test_scores=test_scores, predictions=predictions, fixed_rows=list(fixed_rows),
         thresholds=thresholds, results=results, validation=validation, strategies=strategies, comparisons=paired,

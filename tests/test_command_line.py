@@ -159,3 +159,15 @@ def test_tensorflows_cpp_log_lines_are_quiet_by_default_and_back_with_verbose():
     verbose = subprocess.run([sys.executable, "-c", QUIET_CHECK, "--verbose"], capture_output=True, text=True,
                              env=env, cwd=ROOT, timeout=300)
     assert verbose.returncode == 0 and absl_line.search(verbose.stderr), verbose.stderr[-2000:]
+
+
+def test_no_progress_hides_the_bars_of_a_long_job(tiny_config, tmp_path):
+    """tqdm reads TQDM_DISABLE when it is imported, before the flag is parsed: the flag must still hide the bars."""
+    runs = {}
+    for flags in ([], ["--no-progress"]):
+        config = with_overrides(tiny_config, {"features.cache_dir": str(tmp_path / f"features{len(flags)}")})
+        config_file = write_yaml(tmp_path / f"config{len(flags)}.yaml", config)
+        runs[bool(flags)] = run("movietitles.features", "--kinds", "title", "--config", str(config_file), *flags)
+        assert runs[bool(flags)].returncode == 0, runs[bool(flags)].stderr[-3000:]
+    assert "row/s]" in runs[False].stderr  # the bar of the title embeddings
+    assert "row/s]" not in runs[True].stderr and "titles (" in runs[True].stderr  # its log line stays

@@ -79,7 +79,8 @@ def test_a_corrected_title_or_replaced_poster_recomputes_that_row_only(tiny_conf
     config = with_overrides(tiny_config, {"data.root": str(raw), "data.prepared_dir": str(tmp_path / "prepared"),
                                           "features.cache_dir": str(tmp_path / "features")})
     prepare(DataSettings.from_config(config), progress=False)
-    before = {kind: np.array(np.load(d / "features.npy")) for kind, d in extract_features(feature_store(config)).items()}
+    made = extract_features(feature_store(config))
+    before = {kind: np.array(np.load(d / "features.npy")) for kind, d in made.items()}
     movies = load_prepared(config["data"]["prepared_dir"]).movies
     with_poster = movies[movies["has_poster"]]
     corrected, replaced = with_poster["id"].iloc[0], with_poster["id"].iloc[1]

@@ -156,7 +156,8 @@ def test_saved_splits_are_reused(tiny, tmp_path):
     dropped = saved.iloc[3]
     (out / "splits.csv").write_text(saved.drop(index=3).to_csv(index=False, lineterminator="\n"))
     fractions = {"train": 0.5, "validation": 0.25, "test": 0.25}
-    prepare(DataSettings.from_config(_config(tiny, out, seed=999, **{"data.split_fractions": fractions})), progress=False)
+    prepare(DataSettings.from_config(_config(tiny, out, seed=999, **{"data.split_fractions": fractions})),
+            progress=False)
     again = _read(out / "splits.csv")
     assert again.iloc[:-1].reset_index(drop=True).equals(saved.drop(index=3).reset_index(drop=True))
     assert again.iloc[-1]["id"] == dropped["id"]

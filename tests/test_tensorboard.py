@@ -61,7 +61,8 @@ def synthetic_run(tmp_path_factory):
     thresholds = np.array([0.4, 0.5, 0.6], np.float32)
     inputs = {"title": rng.random((30, 8), dtype=np.float32), "poster": rng.random((30, 5), dtype=np.float32)}
     logdir = root / "runs" / "fusion-0123456789" / "logs"
-    log_genre_run(logdir, genre_hparams(load_config(), "fusion"), "fusion", movies, labels, scores, thresholds, GENRES, inputs, best_epoch=4)
+    log_genre_run(logdir, genre_hparams(load_config(), "fusion"), "fusion", movies, labels, scores, thresholds, GENRES,
+                  inputs, best_epoch=4)
     return logdir, labels, scores, thresholds, inputs
 
 

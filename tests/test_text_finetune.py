@@ -192,7 +192,8 @@ def test_a_killed_finetuning_resumes_and_ends_as_an_uninterrupted_one(tiny_confi
         assert done.returncode == 0, done.stderr[-3000:]
         assert ("resuming the fine-tuning at epoch 1" in done.stderr) == bool(kill_at), done.stderr[-3000:]
         assert (work / DEFAULT_ENCODER_DIR).is_dir() and (work / DEFAULT_PREPROCESS_DIR).is_dir()
-        summaries.append(json.loads((work / finetuned_text_encoder_dir(config).parent / "finetune_summary.json").read_text()))
+        encoder_folder = work / finetuned_text_encoder_dir(config).parent
+        summaries.append(json.loads((encoder_folder / "finetune_summary.json").read_text()))
     uninterrupted, resumed = summaries
     assert resumed["best_epoch"] == uninterrupted["best_epoch"]
     for a, b in zip(uninterrupted["history"], resumed["history"], strict=True):

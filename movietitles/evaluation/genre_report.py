@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from movietitles.config import write_config
 from movietitles.evaluation.bootstrap import Bootstrap
 from movietitles.evaluation.html_report import gallery_records, write_html_report
 from movietitles.evaluation.plots import plot_main_rows_f1, plot_per_genre_f1, plot_pr_curves
@@ -21,7 +20,6 @@ from movietitles.evaluation.thresholds import STRATEGIES
 from movietitles.features.pipeline import Features
 from movietitles.io import atomic_write_text
 from movietitles.markdown import markdown_table
-from movietitles.settings import genre_hparams
 from movietitles.tensorboard_logs import log_evaluation
 
 
@@ -29,7 +27,9 @@ from movietitles.tensorboard_logs import log_evaluation
 class GenreEvaluation:
     """Every row's test predictions, scores and metrics (with intervals), and how they were chosen and compared."""
 
-    config: dict
+    seed: int                         # the configuration's: it drew the bootstrap and the gallery
+    threshold_strategy: str           # genre.thresholds.strategy
+    hparams: dict                     # what TensorBoard compares the rows by (settings.genre_hparams)
     data_root: str | None
     genres: list[str]                 # the columns, in order
     test: Features
@@ -64,14 +64,13 @@ def strategy_section(strategies: dict[str, dict[str, dict]]) -> str:
 
 def write_genre_evaluation(e: GenreEvaluation, run_dir: Path, seconds: float) -> None:
     """Every file of the evaluation in `run_dir`, and its TensorBoard summaries; `seconds`: how long it took."""
-    config, test, boot, genres = e.config, e.test, e.bootstrap, e.genres
-    write_config(config, run_dir)
+    test, boot, genres = e.test, e.bootstrap, e.genres
     notes = {
         "test set": f"{len(test)} movies: {e.test_description}",
         "intervals": f"95% percentile bootstrap over the test movies, {boot.n_resamples} resamples shared by "
                      "every row (so differences are paired); p-values are two-sided bootstrap p-values",
         "thresholds": f"per genre, fitted on the validation split only (strategy "
-                      f"{config['genre']['thresholds']['strategy']!r}); rows marked @0.5 use a fixed 0.5",
+                      f"{e.threshold_strategy!r}); rows marked @0.5 use a fixed 0.5",
         "validation macro-F1 (out-of-sample)": {
             row: round(v["macro_f1"], 4) for row, v in e.validation.items()},
         "headline fusion row": f"{e.headline}, the fusion row with the best out-of-sample validation macro-F1",
@@ -83,7 +82,7 @@ def write_genre_evaluation(e: GenreEvaluation, run_dir: Path, seconds: float) ->
         "seconds": round(seconds, 1),
     }
     write_report(run_dir, e.results, len(test), notes=notes, comparisons=e.comparisons, answer=e.answer,
-                 extra={"bootstrap": {"resamples": boot.n_resamples, "level": boot.level, "seed": config["seed"]},
+                 extra={"bootstrap": {"resamples": boot.n_resamples, "level": boot.level, "seed": e.seed},
                         "validation_out_of_sample": e.validation, "threshold_strategies": e.strategies,
                         "headline_fusion_row": e.headline},
                  sections=[strategy_section(e.strategies)])
@@ -96,9 +95,9 @@ def write_genre_evaluation(e: GenreEvaluation, run_dir: Path, seconds: float) ->
                  test.labels, {r: e.test_scores[r] for r in e.order if r in e.test_scores}, run_dir / "pr_curves.png",
                  top=3)}
     gallery = gallery_records(test.movies, test.labels, {r: e.test_scores[r] for r in dict.fromkeys(e.main_rows)},
-                              e.predictions, genres, main_row=e.headline, seed=config["seed"])
+                              e.predictions, genres, main_row=e.headline, seed=e.seed)
     write_html_report(run_dir, payload, plots, gallery, "Genre prediction results")
-    log_evaluation(run_dir, genre_hparams(config, ""), test.labels, e.test_scores, e.results, genres,
+    log_evaluation(run_dir, e.hparams, test.labels, e.test_scores, e.results, genres,
                    e.test_description, {row: None if e.data_root else run for row, run in e.runs.items()})
     row_scores = {**e.test_scores, **{row: e.test_scores[row.removesuffix(" @0.5")] for row in e.fixed_rows}}
     write_predictions(run_dir, predictions_table(test.movies, test.labels, genres, e.order, e.predictions, row_scores))
