@@ -1,5 +1,6 @@
 """Which artefacts a configuration names, and where they are: the prepared dataset and its feature caches (a
-`FeatureStore`), the genre-fine-tuned text encoder, the genre runs. The configuration dictionary stops here and in
+`FeatureStore`), the genre-fine-tuned text encoder, the genre runs, the prepared copy of another dataset to evaluate
+on. The configuration dictionary stops here and in
 `training/`: the modules below receive what these functions derive from it (names: `movietitles.naming`).
 
 `ensure_prepared` and `ensure_features` make what every task reads first: the prepared dataset (once, from
@@ -8,11 +9,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 from pathlib import Path
+
+import yaml
 
 from movietitles.config import with_overrides
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE, FeatureStore
+from movietitles.io import atomic_write_text
 from movietitles.naming import finetuned_text_encoder_name, genre_run_name
 from movietitles.settings import DataSettings
 
@@ -116,3 +123,48 @@ def finished_run(config: dict, task: str) -> Path:
         raise FileNotFoundError(f"no trained {task} genre model for this config (expected {run_dir}): train it with "
                                 f"`python -m movietitles.train --task {task}` and the same --config/--set options")
     return run_dir
+
+
+# Another dataset to evaluate on (`evaluate --eval-root ROOT`): see movietitles/evaluation/other_data.py.
+OTHER_SOURCE_FILE = "source.json"
+
+
+def other_dataset_config(config: dict, data_root: str | Path) -> dict:
+    """The config that prepares and embeds another dataset beside the default one."""
+    root = Path(data_root).resolve()
+    key = hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:10]
+    prepared_dir = str(Path(config["data"]["prepared_dir"]).parent / f"eval-{root.name}-{key}")
+    # The encoders are those of the trained models: a genre-fine-tuned text encoder is pinned, not made anew.
+    return with_overrides(config, {"data.root": str(data_root), "data.prepared_dir": prepared_dir,
+                                   "features.cache_dir": f"{prepared_dir}/features",
+                                   "encoders.text": text_encoder_settings(config, must_exist=False)})
+
+
+def source_fingerprint(config: dict) -> dict:
+    """What the prepared copy was made from: the files under data.root (path, size, mtime) and the settings."""
+    root = Path(config["data"]["root"]).resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        status = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode("utf-8"))
+    settings = {k: v for k, v in config["data"].items() if k not in ("root", "prepared_dir")}
+    limits = DataSettings.from_config(config).poster_limits
+    digest.update(yaml.safe_dump([settings, limits], sort_keys=True).encode("utf-8"))
+    return {"root": str(root), "files": len(files), "fingerprint": digest.hexdigest()}
+
+
+def ensure_other_prepared(other: dict) -> None:
+    """Prepare the dataset of `other` (a config from other_dataset_config) unless an up-to-date copy exists."""
+    from movietitles.data.prepare import prepare
+
+    prepared = Path(other["data"]["prepared_dir"])
+    fingerprint, marker = source_fingerprint(other), prepared / OTHER_SOURCE_FILE
+    if (prepared / "movies.csv").exists() and marker.exists():
+        if json.loads(marker.read_text(encoding="utf-8")) == fingerprint:
+            return
+        log.info("%s changed since %s was prepared: preparing it again", fingerprint["root"], prepared)
+    if prepared.exists():
+        shutil.rmtree(prepared)  # the stale copy and its feature cache
+    print("\n".join(prepare(DataSettings.from_config(other)).lines()))
+    atomic_write_text(marker, json.dumps(fingerprint, indent=2))  # last: a crash before it re-prepares

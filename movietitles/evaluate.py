@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from movietitles.artefacts import (
-    ensure_features, feature_store, finished_run, run_directory, task_inputs, without_poster_text)
+    ensure_features, ensure_other_prepared, feature_store, finished_run, other_dataset_config, run_directory,
+    task_inputs, without_poster_text)
 from movietitles.cli import add_common_arguments, add_deprecated_flag, entry_point
 from movietitles.config import config_from_args, with_overrides, write_config
 from movietitles.encoders.text import finetune_settings
@@ -34,7 +35,7 @@ from movietitles.evaluation import baselines, comparisons, late_fusion, poster_w
 from movietitles.evaluation.bootstrap import Bootstrap
 from movietitles.evaluation.genre_report import GenreEvaluation, write_genre_evaluation
 from movietitles.evaluation.metrics import multilabel_metrics
-from movietitles.evaluation.other_data import load_target, other_dataset_config  # noqa: F401 (re-exported)
+from movietitles.evaluation.other_data import without_overlap
 from movietitles.evaluation.thresholds import STRATEGIES, fit_thresholds, out_of_sample_f1, predict
 from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 from movietitles.features.pipeline import Features, load_split
@@ -106,6 +107,19 @@ def evaluate_genres(config: dict, data_root: str | None = None, keep_overlap: bo
     write_genre_evaluation(evaluation, run_dir, seconds=time.perf_counter() - started)
     log.info("evaluation written to %s in %.0f s", run_dir, time.perf_counter() - started)
     return run_dir
+
+
+def load_target(config: dict, data_root: str | None, keep_overlap: bool = False,
+                kinds=(TITLE, POSTER)) -> tuple[Features, str, dict | None]:
+    """(the movies to evaluate on, with the `kinds` of features, their description, the overlap summary for the
+    report or None): the test split, or every labelled film of `data_root` (prepared and embedded once)."""
+    if data_root is None:
+        return load_split(feature_store(config), "test", kinds), "test split", None
+    other = other_dataset_config(config, data_root)
+    ensure_other_prepared(other)
+    ensure_features(other, kinds)
+    target = load_split(feature_store(other), "all", kinds)
+    return without_overlap(target, config["data"]["prepared_dir"], data_root, keep_overlap)
 
 
 def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_overlap: bool = False) -> GenreEvaluation:

@@ -258,7 +258,7 @@ def test_evaluation_on_another_dataset_uses_every_labelled_movie(tiny_config, tr
     from tiny_dataset import make_tiny_movielens
 
     from movietitles.data.dataset import load_prepared
-    from movietitles.evaluate import other_dataset_config
+    from movietitles.artefacts import other_dataset_config
 
     other_root = make_tiny_movielens(tmp_path / "new-films", n_with_poster=20, n_without_poster=5, seed=7)
     run_dir = evaluate_genres(tiny_config, str(other_root), keep_overlap=True)

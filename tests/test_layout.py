@@ -229,3 +229,19 @@ def test_train_fusion_hands_no_module_below_training_the_config(tiny_config, tmp
     assert {"train_genre_model", "train_one_model"} <= reached["movietitles.training.genre"]
     below = {module: sorted(functions) for module, functions in reached.items() if not may_hold_the_config(module)}
     assert below == {}, f"modules below training/ that receive the configuration dictionary: {below}"
+
+
+def test_evaluate_hands_no_module_below_evaluate_the_config(tiny_config, trained, tmp_path):
+    """Followed through a real `python -m movietitles.evaluate` (in this process) on the trained genre models:
+    computed, then written (report, metrics, plots, HTML, TensorBoard)."""
+    from config_reach import config_reach
+
+    from movietitles.config import with_overrides, write_config
+    from movietitles.evaluate import main
+
+    write_config(with_overrides(tiny_config, {"evaluation.bootstrap_resamples": 99}), tmp_path)
+    with config_reach() as reached:
+        main(["--config", str(tmp_path / "config.yaml")])
+    assert {"compute_genre_evaluation", "evaluate_genres"} <= reached["movietitles.evaluate"]
+    below = {module: sorted(functions) for module, functions in reached.items() if not may_hold_the_config(module)}
+    assert below == {}, f"modules below evaluate that receive the configuration dictionary: {below}"

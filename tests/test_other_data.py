@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from movietitles.artefacts import other_dataset_config
 from movietitles.config import load_config, with_overrides
 from movietitles.data.dataset import load_prepared
-from movietitles.evaluation.other_data import load_target, normalised_title, other_dataset_config
+from movietitles.evaluate import load_target
+from movietitles.evaluation.other_data import normalised_title
 
 
 def write_manifest(root: Path, rows: list[dict]) -> Path:

@@ -87,7 +87,7 @@ def test_only_the_top_layers_change_and_the_result_is_a_hub_encoder(finetuned, m
 
 def test_features_and_the_cache_key_follow_the_finetuned_encoder(finetuned, workdir, monkeypatch):
     from movietitles.artefacts import cache_key
-    from movietitles.evaluation.other_data import other_dataset_config
+    from movietitles.artefacts import other_dataset_config
 
     config, folder = finetuned
     monkeypatch.chdir(workdir)

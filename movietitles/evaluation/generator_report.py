@@ -59,12 +59,11 @@ def text_table(header: list[str], rows: list[list]) -> str:
 def evaluation_set(config: dict, tokenizer, data_root: str | None):
     if data_root is None:
         return poster_titles(config, "test", tokenizer), "test split"
-    from movietitles.artefacts import ensure_features
-    from movietitles.evaluation.other_data import ensure_prepared, other_dataset_config
+    from movietitles.artefacts import ensure_features, ensure_other_prepared, other_dataset_config
     from movietitles.features.extract import POSTER, POSTER_TEXT, TITLE
 
     other = other_dataset_config(config, data_root)
-    ensure_prepared(other)
+    ensure_other_prepared(other)
     reads_text = enabled_section(config["generator"], "poster_text")
     ensure_features(other, (TITLE, POSTER, POSTER_TEXT) if reads_text else (TITLE, POSTER))
     return poster_titles(other, "all", tokenizer), f"every movie with a poster in {data_root}"
