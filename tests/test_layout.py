@@ -2,6 +2,7 @@
 entry points sit on top, and each concept lives in the folder named after it."""
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
@@ -239,7 +240,11 @@ def test_evaluate_hands_no_module_below_evaluate_the_config(tiny_config, trained
     from movietitles.config import with_overrides, write_config
     from movietitles.evaluate import main
 
-    write_config(with_overrides(tiny_config, {"evaluation.bootstrap_resamples": 99}), tmp_path)
+    runs = tmp_path / "runs"  # the trained runs, copied: this evaluation writes beside them, not beside the originals
+    for run_dir in trained.values():
+        shutil.copytree(run_dir, runs / run_dir.name)
+    write_config(with_overrides(tiny_config, {"evaluation.bootstrap_resamples": 99, "genre.runs_dir": str(runs)}),
+                 tmp_path)
     with config_reach() as reached:
         main(["--config", str(tmp_path / "config.yaml")])
     assert {"compute_genre_evaluation", "evaluate_genres"} <= reached["movietitles.evaluate"]
