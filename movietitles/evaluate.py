@@ -42,7 +42,7 @@ from movietitles.features.pipeline import Features, load_split
 from movietitles.log import setup_logging
 from movietitles.models.genre_runs import GENRE_TASKS, SUMMARY_FILE, load_genre_run, model_inputs, predict_scores
 from movietitles.naming import evaluation_name
-from movietitles.settings import genre_hparams
+from movietitles.settings import GenreSettings, genre_hparams
 
 log = logging.getLogger("movietitles.evaluate")
 
@@ -126,14 +126,15 @@ def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_ov
     """Every row's validation and test scores, thresholds fitted on validation, test metrics with bootstrap
     intervals, the paired comparisons and the answer; nothing is written."""
     gcfg = config["genre"]
-    threshold_cfg = gcfg["thresholds"]
+    threshold_settings = GenreSettings.from_config(config).thresholds
+    store = feature_store(config)
     rows = model_rows(config)
     if config["evaluation"].get("poster_text") and rows["poster"] != MODEL_ROWS["poster"]:
         raise ValueError("evaluation.poster_text: its rows combine the poster model's picture with the words, but with "
                          "genre.models.poster.poster_text the poster model reads the words itself: set one of the two")
     runs = {rows[task]: finished_run(config, task) for task in GENRE_TASKS}  # before any work
     kinds = tuple(dict.fromkeys(kind for task in GENRE_TASKS for kind in (TITLE, POSTER, *task_inputs(config, task))))
-    val = load_split(feature_store(config), "validation", kinds)
+    val = load_split(store, "validation", kinds)
     test, test_description, overlap = load_target(config, data_root, keep_overlap, kinds)
     if not len(test):
         raise ValueError(f"no labelled movie with a poster to evaluate on ({test_description})")
@@ -167,8 +168,8 @@ def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_ov
         [test_scores[title], test_scores[poster]])
 
     # Baselines, fitted on the training split only.
-    train_both = load_split(feature_store(config), "train", (TITLE, POSTER))
-    train_titles = load_split(feature_store(config), "train", (TITLE,), require_poster=not gcfg["title_corpus"])
+    train_both = load_split(store, "train", (TITLE, POSTER))
+    train_titles = load_split(store, "train", (TITLE,), require_poster=not gcfg["title_corpus"])
     prior = baselines.label_prior_scores(train_both.labels, 1)[0]
     val_scores["baseline: label prior"] = np.tile(prior, (len(val), 1))
     test_scores["baseline: label prior"] = np.tile(prior, (len(test), 1))
@@ -194,17 +195,17 @@ def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_ov
         saw[poster_words.WORDS_ROW] = f"the OCR'd text of {len(train_both)} training posters"
 
     # Thresholds are fitted on validation only (test scores never reach fit_thresholds).
-    thresholds = {row: fit_thresholds(val.labels, scores, threshold_cfg["strategy"], threshold_cfg["shrinkage"])
+    thresholds = {row: fit_thresholds(val.labels, scores, threshold_settings.strategy, threshold_settings.shrinkage)
                   for row, scores in val_scores.items()}
 
     def out_of_sample(row, strategy):
-        return out_of_sample_f1(val.labels, val_scores[row], strategy, threshold_cfg["repeats"], config["seed"],
-                                shrinkage=threshold_cfg["shrinkage"])
+        return out_of_sample_f1(val.labels, val_scores[row],
+                                **{**threshold_settings.out_of_sample(config["seed"]), "strategy": strategy})
 
     strategies = {row: {strategy: out_of_sample(row, strategy) for strategy in STRATEGIES}
                   for row in val_scores if row in STRATEGY_ROWS}
-    validation = {row: strategies[row][threshold_cfg["strategy"]] if row in strategies
-                  else out_of_sample(row, threshold_cfg["strategy"]) for row in val_scores}
+    validation = {row: strategies[row][threshold_settings.strategy] if row in strategies
+                  else out_of_sample(row, threshold_settings.strategy) for row in val_scores}
     predictions = {row: predict(test_scores[row], thresholds[row]) for row in test_scores}
     tuned_title, tuned_poster = predictions[title], predictions[poster]
     predictions["late fusion: union"] = late_fusion.union(tuned_title, tuned_poster)
@@ -239,7 +240,7 @@ def compute_genre_evaluation(config: dict, data_root: str | None = None, keep_ov
     answer += poster_words.model_answer_lines(boot, results, reading)
 
     return GenreEvaluation(
-        seed=config["seed"], threshold_strategy=threshold_cfg["strategy"], hparams=genre_hparams(config, ""),
+        seed=config["seed"], threshold_strategy=threshold_settings.strategy, hparams=genre_hparams(config, ""),
         data_root=data_root, genres=genres, test=test, test_description=test_description,
         overlap=overlap, runs=runs, saw=saw, order=order, main_rows=[title, poster, headline, rows["fusion"]],
         headline=headline, test_scores=test_scores, predictions=predictions, fixed_rows=list(fixed_rows),

@@ -27,6 +27,7 @@ from movietitles.generator.data import poster_titles
 from movietitles.generator.runs import load_generator_run
 from movietitles.io import atomic_write_text
 from movietitles.models.genre_runs import load_genre_run, model_inputs, predict_scores
+from movietitles.settings import GenreSettings
 from movietitles.naming import comparison_name
 from movietitles.training.generator import train_generator
 from movietitles.training.genre import evaluation_features
@@ -143,10 +144,10 @@ def compare_genre_variants(config: dict, variants: list[tuple[str, str, list[str
         for override in overrides:
             apply_override(variant, override)
         model, thresholds, _ = load_genre_run(finished_run(variant, task))
-        tcfg = variant["genre"]["thresholds"]
+        thresholds_settings = GenreSettings.from_config(variant).thresholds
         val, test = (evaluation_features(variant, split, task) for split in ("validation", "test"))
-        oos = out_of_sample_f1(val.labels, predict_scores(model, model_inputs(model, val)), tcfg["strategy"],
-                               tcfg["repeats"], variant["seed"], shrinkage=tcfg["shrinkage"])
+        oos = out_of_sample_f1(val.labels, predict_scores(model, model_inputs(model, val)),
+                               **thresholds_settings.out_of_sample(variant["seed"]))
         predicted = predict(predict_scores(model, model_inputs(model, test)), thresholds)
         counts = resample_counts(len(test), resamples, seed=0) if counts is None else counts
         point = resampled_metrics(test.labels, predicted, np.ones((1, len(test))))  # the test set itself

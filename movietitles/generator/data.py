@@ -136,10 +136,11 @@ def poster_text_ids(lines_per_poster: list[list[dict]], tokenizer: TitleTokenize
 def poster_titles(config: dict, split: str, tokenizer: TitleTokenizer) -> TitleSet:
     """Movies of `split` that have a poster (labelled or not), with their cached poster vectors (and the ids of
     their poster text when the generator reads it)."""
-    features = load_split(feature_store(config), split, (POSTER,), labelled_only=False)
+    store = feature_store(config)
+    features = load_split(store, split, (POSTER,), labelled_only=False)
     text_cfg, text = enabled_section(config["generator"], "poster_text"), None
     if text_cfg:
-        text = poster_text_ids(poster_text(feature_store(config), features.movies["id"].tolist()), tokenizer, text_cfg)
+        text = poster_text_ids(poster_text(store, features.movies["id"].tolist()), tokenizer, text_cfg)
     return _title_set(features.movies, features.genres, features.inputs[POSTER], features.labels, tokenizer, text)
 
 

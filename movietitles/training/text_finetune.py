@@ -31,6 +31,7 @@ from movietitles.evaluation.thresholds import out_of_sample_f1
 from movietitles.features.pipeline import load_split
 from movietitles.io import atomic_write_text
 from movietitles.models.genre import positive_weights
+from movietitles.settings import GenreSettings
 from movietitles.training.loop import seed_states
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     ensure_default_text_models(config["encoders"]["text"])
     keras.utils.set_random_seed(settings["seed"])
     # The title model's training movies (the title corpus too, if it uses it); the evaluation's validation movies.
-    train = load_split(feature_store(config), "train", (), require_poster=not gcfg["title_corpus"])
-    val = load_split(feature_store(config), "validation", (), require_poster=True)
+    store = feature_store(config)
+    train = load_split(store, "train", (), require_poster=not gcfg["title_corpus"])
+    val = load_split(store, "validation", (), require_poster=True)
     backbone = load_minilm_backbone()
     preprocess = load_hub_model(config["encoders"]["text"]["preprocess_handle"], "text preprocess")
     n_layers = len(backbone.transformer_layers)
@@ -166,7 +168,7 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
     history = json.loads(history_path.read_text())[:int(epoch.numpy())] if history_path.exists() else []
     labels = train.labels.astype(np.float32)
     writer = tf.summary.create_file_writer(str(run_dir / "logs"))
-    tcfg = gcfg["thresholds"]
+    thresholds = GenreSettings.from_config(config).thresholds
     started = time.time()
     while int(epoch.numpy()) < settings["epochs"]:
         e = int(epoch.numpy())
@@ -180,8 +182,8 @@ def ensure_finetuned_text_encoder(config: dict) -> Path | None:
             steps += 1
             progress.add(len(rows), values=[("loss", total / steps)])
         loss = total / max(steps, 1)
-        score = out_of_sample_f1(val.labels, scores_of(logits_model, val_states), tcfg["strategy"], tcfg["repeats"],
-                                 settings["seed"], shrinkage=tcfg["shrinkage"])
+        score = out_of_sample_f1(val.labels, scores_of(logits_model, val_states),
+                                 **thresholds.out_of_sample(settings["seed"]))
         history.append({"epoch": e + 1, "loss": loss, **{f"val_oos_{k}": v for k, v in score.items()}})
         with writer.as_default(step=e):
             tf.summary.scalar("finetune/loss", loss)
